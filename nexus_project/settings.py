@@ -1,0 +1,307 @@
+"""NEXUS ingestion settings, read from the environment only.
+
+Three profiles, chosen by DJANGO_ENV:
+- ``development`` (the default, what ``make run`` uses): DEBUG on, SQLite under var/ unless
+  DATABASE_URL is set, a secret key generated once into var/, the embedded Redis-protocol
+  server that ``make run`` starts (never whatever runs on 6379).
+- ``production`` (compose, gunicorn docs): DEBUG off; DJANGO_SECRET_KEY, DJANGO_ALLOWED_HOSTS
+  and DATABASE_URL are required and the process refuses to start without them.
+- ``test``: like development, with fast hashing; the pytest suite selects it.
+"""
+
+from __future__ import annotations
+
+import secrets
+from pathlib import Path
+
+import environ
+from django.core.exceptions import ImproperlyConfigured
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+VAR_DIR = Path(environ.Env().str("NEXUS_VAR_DIR", default=str(BASE_DIR / "var")))
+
+env = environ.Env()
+DJANGO_ENV = env.str("DJANGO_ENV", default="development")
+if DJANGO_ENV not in {"development", "production", "test"}:
+    raise ImproperlyConfigured(f"DJANGO_ENV must be development, production or test, not {DJANGO_ENV!r}")
+PRODUCTION = DJANGO_ENV == "production"
+
+# Port of the embedded Redis-protocol server that `make run` starts under var/ in development.
+DEV_REDIS_PORT = env.int("NEXUS_DEV_REDIS_PORT", default=6390)
+
+
+def _required(name: str) -> str:
+    value = env.str(name, default="")
+    if not value:
+        raise ImproperlyConfigured(f"{name} must be set when DJANGO_ENV=production")
+    return value
+
+
+def _dev_secret_key() -> str:
+    """A key generated once into var/, so sessions survive restarts of `make run`."""
+    path = VAR_DIR / "secret_key"
+    if not path.exists():
+        VAR_DIR.mkdir(parents=True, exist_ok=True)
+        path.write_text(secrets.token_urlsafe(50))
+        path.chmod(0o600)
+    return path.read_text().strip()
+
+
+# --- Core -------------------------------------------------------------------------------------
+if PRODUCTION:
+    SECRET_KEY = _required("DJANGO_SECRET_KEY")
+    ALLOWED_HOSTS = [h.strip() for h in _required("DJANGO_ALLOWED_HOSTS").split(",") if h.strip()]
+    _database_url = _required("DATABASE_URL")
+else:
+    SECRET_KEY = env.str("DJANGO_SECRET_KEY", default="") or _dev_secret_key()
+    ALLOWED_HOSTS = env.list("DJANGO_ALLOWED_HOSTS", default=["127.0.0.1", "localhost", "testserver"])
+    _database_url = env.str("DATABASE_URL", default=f"sqlite:///{VAR_DIR / 'nexus.sqlite3'}")
+
+DEBUG = env.bool("DJANGO_DEBUG", default=not PRODUCTION and DJANGO_ENV != "test")
+VERSION = "1.0.0"
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "rest_framework",
+    "drf_spectacular",
+    "corsheaders",
+    "django_celery_beat",
+    "prospects",
+    "ingestion",
+]
+
+MIDDLEWARE = [
+    "ingestion.middleware.RequestIdMiddleware",
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "corsheaders.middleware.CorsMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "nexus_project.urls"
+WSGI_APPLICATION = "nexus_project.wsgi.application"
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ]
+        },
+    }
+]
+
+# --- Database ---------------------------------------------------------------------------------
+_db = environ.Env.db_url_config(_database_url)
+if _db["ENGINE"] == "django.db.backends.sqlite3":
+    Path(_db["NAME"]).parent.mkdir(parents=True, exist_ok=True)
+    # Web and worker threads share one file: WAL lets readers run beside the writer, the busy
+    # timeout waits instead of failing, IMMEDIATE takes the write lock at BEGIN so two writers
+    # never deadlock upgrading read locks ("database is locked").
+    _db["OPTIONS"] = {
+        "timeout": 20,
+        "transaction_mode": "IMMEDIATE",
+        "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+    }
+elif _db["ENGINE"] == "django.db.backends.postgresql":
+    # A psycopg pool per process: the worker's threads (dozens, sized for Claude latency) share
+    # a few connections, so the pool size, not the thread count, meets max_connections.
+    _db["CONN_MAX_AGE"] = 0  # the pool owns connection lifetime (Django forbids both)
+    _db["OPTIONS"] = {
+        "pool": {
+            "min_size": env.int("DB_POOL_MIN", default=1),
+            "max_size": env.int("DB_POOL_MAX", default=10),
+            # Waiting longer than this for a connection means the pool is undersized: fail loudly.
+            "timeout": env.float("DB_POOL_TIMEOUT", default=10.0),
+            # Checked on checkout so a PostgreSQL restart costs a reconnect, not an error.
+            "check": __import__("psycopg_pool").ConnectionPool.check_connection,
+        },
+        "connect_timeout": 5,
+    }
+DATABASES = {"default": _db}
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+# --- Redis: broker, cache (throttling, heartbeat, circuit breaker) ----------------------------
+REDIS_URL = env.str("REDIS_URL", default=f"redis://127.0.0.1:{DEV_REDIS_PORT}/0")
+CACHES = {
+    "default": {
+        "BACKEND": "django.core.cache.backends.redis.RedisCache",
+        "LOCATION": env.str("CACHE_URL", default=REDIS_URL),
+        "KEY_PREFIX": env.str("CACHE_KEY_PREFIX", default="nexus"),
+        # Health and throttling must not hang on a dead Redis: fail fast, then fail open.
+        "OPTIONS": {"socket_connect_timeout": 1, "socket_timeout": 1},
+    }
+}
+
+# --- Celery (applied by nexus_project/celery.py under the CELERY_ namespace) ------------------
+CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default=REDIS_URL)
+CELERY_TASK_DEFAULT_QUEUE = env.str("CELERY_TASK_DEFAULT_QUEUE", default="nexus")
+CELERY_TASK_SERIALIZER = "json"
+CELERY_RESULT_SERIALIZER = "json"
+CELERY_ACCEPT_CONTENT = ["json"]  # never pickle: a broker message must not be able to run code
+# The ledger row is the result; a result backend would only duplicate it and grow Redis.
+CELERY_TASK_IGNORE_RESULT = True
+CELERY_RESULT_BACKEND = None
+# Ack after the task ran, and requeue if the worker process died mid-task, so a SIGKILL never
+# loses a message; the claim on the row makes a second delivery harmless.
+CELERY_TASK_ACKS_LATE = True
+CELERY_TASK_REJECT_ON_WORKER_LOST = True
+# One message per pool slot: a long Claude call must not sit on messages others could run.
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+# Hard/soft limits bind prefork and gevent pools only; under threads the SDK timeout (30 s)
+# and the lease (120 s) are the real bounds. Both sit above the SDK timeout so a slow but
+# healthy call is never cut.
+CELERY_TASK_SOFT_TIME_LIMIT = 90
+CELERY_TASK_TIME_LIMIT = 110
+# Backoff countdowns are capped at 300 s; an unacked message is redelivered by Redis after the
+# visibility timeout, which must exceed every countdown or delayed tasks run twice.
+CELERY_BROKER_TRANSPORT_OPTIONS = {
+    "visibility_timeout": 3600,
+    # Above the thread pool size: with acks_late every slot acks through this pool, and
+    # kombu's default of 10 made acks fail with MaxConnectionsError under load.
+    "max_connections": env.int("CELERY_BROKER_MAX_CONNECTIONS", default=200),
+    "socket_connect_timeout": 1,
+    "socket_timeout": 5,
+}
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+# Publishing from a request: a bounded retry (under 1 s) and then give up; the ledger row is
+# the promise and the sweeper publishes later.
+CELERY_TASK_PUBLISH_RETRY = True
+CELERY_TASK_PUBLISH_RETRY_POLICY = {
+    "max_retries": 2,
+    "interval_start": 0,
+    "interval_step": 0.3,
+    "interval_max": 0.3,
+}
+CELERY_WORKER_SEND_TASK_EVENTS = True  # Flower
+CELERY_TASK_SEND_SENT_EVENT = True
+CELERY_WORKER_HIJACK_ROOT_LOGGER = False
+CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
+CELERY_TIMEZONE = "UTC"
+
+# --- Pipeline ---------------------------------------------------------------------------------
+NEXUS = {
+    # Request limits (SPEC §3). The byte limit is checked before parsing.
+    "MAX_BODY_BYTES": env.int("NEXUS_MAX_BODY_BYTES", default=1024 * 1024),
+    "MAX_MESSAGES": env.int("NEXUS_MAX_MESSAGES", default=500),
+    "MAX_MESSAGE_CHARS": env.int("NEXUS_MAX_MESSAGE_CHARS", default=8000),
+    # A claimed job belongs to its worker this long; longer than the Claude timeout so a slow
+    # call finishes before another worker may take the job over.
+    "LEASE_SECONDS": env.float("NEXUS_LEASE_SECONDS", default=120.0),
+    # A published task not yet claimed after this long is presumed lost and published again.
+    "DISPATCH_GRACE_SECONDS": env.float("NEXUS_DISPATCH_GRACE_SECONDS", default=60.0),
+    "SWEEP_INTERVAL_SECONDS": env.float("NEXUS_SWEEP_INTERVAL_SECONDS", default=30.0),
+    # Exponential backoff with full jitter for transient failures; the cap stays far below the
+    # broker visibility timeout (3600 s).
+    "BACKOFF_BASE_SECONDS": env.float("NEXUS_BACKOFF_BASE_SECONDS", default=2.0),
+    "BACKOFF_CAP_SECONDS": env.float("NEXUS_BACKOFF_CAP_SECONDS", default=300.0),
+    "MAX_ATTEMPTS": env.int("NEXUS_MAX_ATTEMPTS", default=8),
+    # A job whose workers keep dying mid-run is a poison job: fail it instead of looping.
+    "MAX_CLAIMS": env.int("NEXUS_MAX_CLAIMS", default=20),
+    # Circuit breaker for account-wide failures (bad key, spend limit): first and longest pause.
+    "BREAKER_BASE_SECONDS": env.float("NEXUS_BREAKER_BASE_SECONDS", default=30.0),
+    "BREAKER_CAP_SECONDS": env.float("NEXUS_BREAKER_CAP_SECONDS", default=600.0),
+    # Cleanup: transcripts are personal data; keep them only as long as they help.
+    "COMPLETED_RETENTION_DAYS": env.int("NEXUS_COMPLETED_RETENTION_DAYS", default=7),
+    "FAILED_RETENTION_DAYS": env.int("NEXUS_FAILED_RETENTION_DAYS", default=30),
+    # Alert thresholds (SPEC §4).
+    "ALERT_QUEUE_LENGTH": env.int("NEXUS_ALERT_QUEUE_LENGTH", default=100),
+    "ALERT_OLDEST_PENDING_SECONDS": env.float("NEXUS_ALERT_OLDEST_PENDING_SECONDS", default=300.0),
+    "ALERT_ERROR_RATE": env.float("NEXUS_ALERT_ERROR_RATE", default=0.05),
+    "ALERT_P95_LATENCY_SECONDS": env.float("NEXUS_ALERT_P95_LATENCY_SECONDS", default=5.0),
+    # Workers refresh a heartbeat this often; health calls them down after the TTL.
+    "HEARTBEAT_SECONDS": env.float("NEXUS_HEARTBEAT_SECONDS", default=5.0),
+    "HEARTBEAT_TTL_SECONDS": env.float("NEXUS_HEARTBEAT_TTL_SECONDS", default=20.0),
+}
+
+# --- Extraction -------------------------------------------------------------------------------
+ANTHROPIC_API_KEY = env.str("ANTHROPIC_API_KEY", default="")
+ANTHROPIC_BASE_URL = env.str("ANTHROPIC_BASE_URL", default="") or None
+ANTHROPIC_MODEL = env.str("ANTHROPIC_MODEL", default="claude-haiku-4-5")
+# Short, so a hung call frees its thread and Celery (not the SDK) decides about retrying.
+ANTHROPIC_TIMEOUT_SECONDS = env.float("ANTHROPIC_TIMEOUT_SECONDS", default=30.0)
+ANTHROPIC_MAX_TOKENS = env.int("ANTHROPIC_MAX_TOKENS", default=512)
+# "claude" | "offline"; empty means claude when a key is set, else offline.
+EXTRACTOR = env.str("EXTRACTOR", default="")
+
+# --- HTTP -------------------------------------------------------------------------------------
+CORS_ALLOWED_ORIGINS = env.list("CORS_ALLOWED_ORIGINS", default=[])
+CORS_URLS_REGEX = r"^/api/.*$"
+REST_FRAMEWORK = {
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "EXCEPTION_HANDLER": "ingestion.errors.exception_handler",
+    "UNAUTHENTICATED_USER": None,
+}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "NEXUS ingestion API",
+    "DESCRIPTION": "Turns website chat conversations into sales prospects.",
+    "VERSION": VERSION,
+    "SERVE_INCLUDE_SCHEMA": False,
+}
+# The producer's own byte limit (413) applies first; Django's is a backstop for other views.
+DATA_UPLOAD_MAX_MEMORY_SIZE = NEXUS["MAX_BODY_BYTES"] + 1024
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+STATIC_URL = "static/"
+STATIC_ROOT = VAR_DIR / "static"
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {"BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"},
+}
+WHITENOISE_USE_FINDERS = not PRODUCTION  # dev serves admin assets without collectstatic
+
+# --- Security (production) --------------------------------------------------------------------
+SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+SECURE_SSL_REDIRECT = env.bool("DJANGO_SECURE_SSL_REDIRECT", default=PRODUCTION)
+SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$", r"^metrics$"]  # probes speak plain HTTP
+SESSION_COOKIE_SECURE = env.bool("DJANGO_SESSION_COOKIE_SECURE", default=PRODUCTION)
+CSRF_COOKIE_SECURE = env.bool("DJANGO_CSRF_COOKIE_SECURE", default=PRODUCTION)
+SECURE_HSTS_SECONDS = env.int("DJANGO_SECURE_HSTS_SECONDS", default=31536000 if PRODUCTION else 0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env.bool("DJANGO_SECURE_HSTS_INCLUDE_SUBDOMAINS", default=PRODUCTION)
+SECURE_HSTS_PRELOAD = env.bool("DJANGO_SECURE_HSTS_PRELOAD", default=False)
+CSRF_TRUSTED_ORIGINS = env.list("DJANGO_CSRF_TRUSTED_ORIGINS", default=[])
+
+# --- Logging: JSON lines with the correlation id ----------------------------------------------
+LOG_LEVEL = env.str("LOG_LEVEL", default="INFO")
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "filters": {"context": {"()": "ingestion.logcontext.ContextFilter"}},
+    "formatters": {
+        "json": {
+            "()": "pythonjsonlogger.json.JsonFormatter",
+            "fmt": "%(asctime)s %(levelname)s %(name)s %(message)s",
+            "rename_fields": {"asctime": "ts", "levelname": "level", "name": "logger"},
+        }
+    },
+    "handlers": {
+        "console": {"class": "logging.StreamHandler", "formatter": "json", "filters": ["context"]}
+    },
+    "root": {"handlers": ["console"], "level": LOG_LEVEL},
+    "loggers": {
+        "django.db.backends": {"level": "INFO"},
+        "celery": {"level": "INFO"},
+    },
+}
+
+if DJANGO_ENV == "test":
+    PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
