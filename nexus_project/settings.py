@@ -121,14 +121,15 @@ elif _db["ENGINE"] == "django.db.backends.postgresql":
     # A psycopg pool per process: the worker's threads (dozens, sized for Claude latency) share
     # a few connections, so the pool size, not the thread count, meets max_connections.
     _db["CONN_MAX_AGE"] = 0  # the pool owns connection lifetime (Django forbids both)
+    # Django passes this to the pool as its checkout check: after a PostgreSQL restart a dead
+    # pooled connection costs a reconnect, not an error.
+    _db["CONN_HEALTH_CHECKS"] = True
     _db["OPTIONS"] = {
         "pool": {
             "min_size": env.int("DB_POOL_MIN", default=1),
             "max_size": env.int("DB_POOL_MAX", default=10),
             # Waiting longer than this for a connection means the pool is undersized: fail loudly.
             "timeout": env.float("DB_POOL_TIMEOUT", default=10.0),
-            # Checked on checkout so a PostgreSQL restart costs a reconnect, not an error.
-            "check": __import__("psycopg_pool").ConnectionPool.check_connection,
         },
         "connect_timeout": 5,
     }
@@ -262,7 +263,9 @@ TIME_ZONE = "UTC"
 USE_I18N = True
 USE_TZ = True
 STATIC_URL = "static/"
-STATIC_ROOT = VAR_DIR / "static"
+STATIC_ROOT = Path(env.str("DJANGO_STATIC_ROOT", default=str(VAR_DIR / "static")))
+if not PRODUCTION:
+    STATIC_ROOT.mkdir(parents=True, exist_ok=True)  # whitenoise warns about a missing root
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {"BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"},

@@ -1,0 +1,82 @@
+"""Circuit breaker for account-wide extractor failures (bad key, spend limit).
+
+When Claude says the key is wrong or the money is gone, every call will fail until a person
+acts: failing each job into the dead-letter queue would bury good work. Instead the breaker
+opens, jobs stay pending, and after a backoff one worker probes with a real job; its success
+closes the breaker, its failure opens it again for longer. State lives in the shared cache
+(Redis) so every worker and the health view see it. If the cache is unreachable the breaker
+counts as closed: extraction then meets the real error and records it.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+from django.conf import settings
+from django.core.cache import cache
+from redis.exceptions import RedisError
+
+logger = logging.getLogger(__name__)
+
+_STATE_KEY = "breaker:state"
+_PROBE_KEY = "breaker:probe"
+_CACHE_ERRORS = (RedisError, OSError)
+
+
+def state() -> dict[str, Any] | None:
+    """The open breaker's state ({category, trips, until}), or None when closed."""
+    try:
+        return cache.get(_STATE_KEY)  # type: ignore[no-any-return]
+    except _CACHE_ERRORS:
+        return None
+
+
+def pause_remaining() -> float | None:
+    """Seconds until extraction may resume, or None to go ahead (closed, or our probe)."""
+    current = state()
+    if current is None:
+        return None
+    remaining = current["until"] - time.time()
+    if remaining > 0:
+        return remaining
+    # Half-open: exactly one worker probes; the rest wait a little longer.
+    try:
+        if cache.add(_PROBE_KEY, 1, timeout=settings.NEXUS["LEASE_SECONDS"]):
+            logger.info("circuit breaker half-open: probing", extra={"category": current["category"]})
+            return None
+    except _CACHE_ERRORS:
+        return None
+    return min(settings.NEXUS["BREAKER_BASE_SECONDS"], 30.0)
+
+
+def trip(*, category: str) -> float:
+    """Open (or re-open, for longer) the breaker; returns the pause in seconds."""
+    current = state() or {"trips": 0}
+    trips = current["trips"] + 1
+    base = settings.NEXUS["BREAKER_BASE_SECONDS"]
+    pause = min(settings.NEXUS["BREAKER_CAP_SECONDS"], base * 2 ** (trips - 1))
+    new_state = {"category": category, "trips": trips, "until": time.time() + pause, "since": time.time()}
+    try:
+        cache.set(_STATE_KEY, new_state, timeout=None)
+        cache.delete(_PROBE_KEY)
+    except _CACHE_ERRORS:
+        logger.error("circuit breaker state could not be stored", extra={"category": category})
+    if trips == 1:
+        # One alert per outage, not one per job.
+        logger.warning(
+            "ALERT circuit breaker opened: extraction paused",
+            extra={"alert": "extractor_account", "category": category, "pause_s": pause},
+        )
+    return pause
+
+
+def record_success() -> None:
+    """A call went through: close the breaker if it was open."""
+    try:
+        if cache.get(_STATE_KEY) is not None:
+            cache.delete_many([_STATE_KEY, _PROBE_KEY])
+            logger.warning("circuit breaker closed: extraction resumed", extra={"alert": "cleared"})
+    except _CACHE_ERRORS:
+        pass  # nothing to close that anyone could read

@@ -1,0 +1,53 @@
+"""The producer's health report (SPEC §3, §10): cheap enough to poll.
+
+database down -> unhealthy (503); broker or workers down, breaker open, or an alert
+threshold crossed -> degraded (200). Workers are judged by their heartbeat, not by a ping.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.conf import settings
+from kombu.utils.url import maybe_sanitize_url
+
+from . import breaker, selectors
+from .selectors import database_ok
+
+__all__ = ["database_ok", "report", "transport"]
+
+
+def transport() -> str:
+    """The broker URL for display, credentials removed."""
+    return "celery+" + maybe_sanitize_url(settings.CELERY_BROKER_URL).replace(":**@", "@")
+
+
+def report() -> dict[str, Any]:
+    body: dict[str, Any] = {"version": settings.VERSION, "transport": transport()}
+    if not database_ok():
+        body.update(
+            status="unhealthy",
+            checks={"database": "down", "broker": "unknown", "workers": "unknown"},
+        )
+        return body
+    broker_up = selectors.broker_ok()
+    workers = selectors.workers_alive()
+    queue = selectors.queue_counts()
+    alerts = selectors.active_alerts()
+    paused = breaker.state()
+    body["checks"] = {
+        "database": "up",
+        "broker": "up" if broker_up else "down",
+        "workers": "up" if workers else "down",
+        "extractor": f"paused ({paused['category']})" if paused else "up",
+    }
+    body["queue"] = {
+        "pending": queue["pending"],
+        "processing": queue["processing"],
+        "failed": queue["failed"],
+        "oldest_pending_age_s": queue["oldest_pending_age_s"],
+    }
+    body["alerts"] = alerts
+    degraded = not broker_up or not workers or bool(alerts) or paused is not None
+    body["status"] = "degraded" if degraded else "healthy"
+    return body

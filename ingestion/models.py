@@ -1,0 +1,90 @@
+"""The job ledger: one row per chat session, the durable half of the queue.
+
+The row is the promise made to the widget when it got its 202: whatever happens to the broker
+or a worker, the sweeper finds the row and publishes it again. Its status, revision and claim
+token are the task's idempotency.
+"""
+
+from __future__ import annotations
+
+import uuid
+
+from django.db import models
+from django.db.models import Q
+
+
+class JobStatus(models.TextChoices):
+    PENDING = "pending", "Pending"
+    PROCESSING = "processing", "Processing"
+    COMPLETED = "completed", "Completed"
+    FAILED = "failed", "Failed"
+
+
+class Job(models.Model):
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    session_id = models.CharField(max_length=128, unique=True)
+    fingerprint = models.CharField(max_length=128, blank=True, default="")
+
+    # The latest transcript. Blanked by cleanup after retention (purged_at set); the hash and
+    # count stay so duplicate and stale detection keep working.
+    messages = models.JSONField(default=list, blank=True)
+    transcript_hash = models.CharField(max_length=64)
+    message_count = models.PositiveIntegerField(default=0)
+    metadata = models.JSONField(default=dict, blank=True)
+    purged_at = models.DateTimeField(null=True, blank=True)
+
+    revision = models.PositiveIntegerField(default=1)
+    processed_revision = models.PositiveIntegerField(default=0)
+    status = models.CharField(max_length=16, choices=JobStatus.choices, default=JobStatus.PENDING)
+    # Claude calls that failed for the current revision (not claims); reset by a new revision.
+    attempts = models.PositiveIntegerField(default=0)
+    # Times a worker claimed the current revision; capped so a job that kills workers fails.
+    claims = models.PositiveIntegerField(default=0)
+    last_error = models.TextField(blank=True, default="")
+    error_category = models.CharField(max_length=32, blank=True, default="")
+    next_attempt_at = models.DateTimeField(null=True, blank=True)
+
+    # When the outstanding published task is due (publish time, or publish time + countdown);
+    # null when none is outstanding. Cleared by the claim.
+    dispatched_at = models.DateTimeField(null=True, blank=True)
+    claim_token = models.UUIDField(null=True, blank=True)
+    lease_until = models.DateTimeField(null=True, blank=True)
+    # "auto" for the pipeline's own runs; "reprocess:<id>" asks for a deliberate re-extraction.
+    trigger = models.CharField(max_length=48, default="auto")
+
+    # The latest successful extraction of this session, in schema keys: the Prospect is the
+    # fold of these over the visitor's sessions (SPEC §10).
+    extracted = models.JSONField(null=True, blank=True)
+
+    prospect = models.ForeignKey(
+        "prospects.Prospect", null=True, blank=True, on_delete=models.SET_NULL, related_name="jobs"
+    )
+
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+    revised_at = models.DateTimeField(help_text="When the current revision was POSTed.")
+    enqueued_at = models.DateTimeField(null=True, blank=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    processed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-revised_at"]
+        indexes = [
+            # The sweeper's two questions and the health/metrics queue figures.
+            models.Index(
+                fields=["dispatched_at"], name="job_pending_dispatch", condition=Q(status="pending")
+            ),
+            models.Index(
+                fields=["lease_until"], name="job_processing_lease", condition=Q(status="processing")
+            ),
+            models.Index(fields=["status", "revised_at"], name="job_status_revised"),
+            models.Index(fields=["fingerprint"], name="job_fingerprint"),
+            models.Index(fields=["status", "processed_at"], name="job_status_processed"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.session_id} r{self.revision} {self.status}"
+
+    @property
+    def is_purged(self) -> bool:
+        return self.purged_at is not None

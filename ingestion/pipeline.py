@@ -1,0 +1,301 @@
+"""The worker side of a job: claim, extract outside any transaction, record the outcome.
+
+- The claim is one conditional UPDATE (pending, or processing with an expired lease) that
+  writes a fresh ``claim_token``; every later write of the run is fenced on that token, so a
+  worker whose lease expired and was taken over cannot overwrite the newer run.
+- The extractor is called with no transaction open and no connection held.
+- Success merges into the Prospect, records the Extraction and completes the job in one short
+  transaction, or re-queues the job when a newer revision arrived meanwhile.
+- Failures are classified by the extractor (base.FailureKind): transient ones back off,
+  permanent ones fail the revision (the dead-letter queue), account-wide ones open the
+  circuit breaker and leave the job pending.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import uuid
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+from django.conf import settings
+from django.db import close_old_connections, connection, transaction
+from django.db.models import F, Q
+from django.utils import timezone
+
+from prospects.models import Extraction, ExtractionOutcome
+from prospects.services import prospect_get_or_create_locked, prospect_key, prospect_refold
+
+from . import breaker
+from .extraction import get_extractor
+from .extraction.base import ExtractionError, ExtractionResult, FailureKind, Usage
+from .models import Job, JobStatus
+from .services import _publish_on_commit
+
+logger = logging.getLogger(__name__)
+
+# A countdown task can be delivered a moment early; don't drop it for that.
+_EARLY_DELIVERY_SLACK = timedelta(seconds=2)
+
+
+@dataclass(frozen=True)
+class Claim:
+    job_id: uuid.UUID
+    token: uuid.UUID
+    revision: int
+    trigger: str
+    messages: list[dict[str, str]]
+
+
+def job_process(*, job_id: uuid.UUID | str) -> str:
+    """Run one job to its next state. Returns what happened, for the task's log line."""
+    job_id = uuid.UUID(str(job_id))
+    log = {"job_id": str(job_id)}
+    pause = breaker.pause_remaining()
+    if pause is not None:
+        _defer_for_breaker(job_id, pause)
+        logger.info("extraction paused by circuit breaker", extra={**log, "retry_in_s": round(pause, 1)})
+        return "paused"
+    claim = job_claim(job_id=job_id)
+    if claim is None:
+        return "not-claimed"
+    log["revision"] = str(claim.revision)
+    # Return the connection to the pool for the length of the call: a thread waiting on
+    # Claude must not hold a database connection another thread could use.
+    close_old_connections()
+    connection.close()
+    try:
+        result = get_extractor().extract(claim.messages)
+    except ExtractionError as err:
+        return job_record_failure(claim=claim, error=err)
+    breaker.record_success()
+    return job_record_success(claim=claim, result=result)
+
+
+def job_claim(*, job_id: uuid.UUID) -> Claim | None:
+    """Take the job for this worker, or None when it is not ours to run."""
+    now = timezone.now()
+    token = uuid.uuid4()
+    lease = timedelta(seconds=settings.NEXUS["LEASE_SECONDS"])
+    claimable = (
+        Q(status=JobStatus.PENDING)
+        & (Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now + _EARLY_DELIVERY_SLACK))
+    ) | Q(status=JobStatus.PROCESSING, lease_until__lt=now)
+    updated = Job.objects.filter(Q(id=job_id) & claimable & Q(purged_at__isnull=True)).update(
+        status=JobStatus.PROCESSING,
+        claim_token=token,
+        lease_until=now + lease,
+        claims=F("claims") + 1,
+        dispatched_at=None,
+        started_at=now,
+        updated_at=now,
+    )
+    if not updated:
+        logger.info("job not claimable (done, running elsewhere, or gone)", extra={"job_id": str(job_id)})
+        return None
+    job = Job.objects.only("revision", "claims", "trigger", "messages", "session_id").get(id=job_id)
+    if job.claims > settings.NEXUS["MAX_CLAIMS"]:
+        _fail_poison(job_id, token, job.claims)
+        return None
+    logger.info(
+        "job claimed",
+        extra={"job_id": str(job_id), "session_id": job.session_id, "revision": job.revision},
+    )
+    return Claim(job_id, token, job.revision, job.trigger, job.messages)
+
+
+def _fenced(claim: Claim) -> Job | None:
+    """The job row, locked, if this run still owns it."""
+    job = (
+        Job.objects.select_for_update()
+        .defer("messages", "metadata")
+        .filter(id=claim.job_id, claim_token=claim.token)
+        .first()
+    )
+    if job is None:
+        logger.warning(
+            "run lost its claim (lease expired and reclaimed); result discarded",
+            extra={"job_id": str(claim.job_id), "revision": claim.revision},
+        )
+    return job
+
+
+def _release(job: Job) -> None:
+    job.claim_token = None
+    job.lease_until = None
+
+
+def job_record_success(*, claim: Claim, result: ExtractionResult) -> str:
+    now = timezone.now()
+    with transaction.atomic():
+        job = _fenced(claim)
+        if job is None:
+            return "fenced"
+        prospect = prospect_get_or_create_locked(
+            key=prospect_key(fingerprint=job.fingerprint, session_id=job.session_id),
+            fingerprint=job.fingerprint,
+            seen_at=job.created_at,
+        )
+        job.extracted = result.data
+        job.processed_revision = claim.revision
+        job.prospect = prospect
+        job.last_error = ""
+        job.error_category = ""
+        job.next_attempt_at = None
+        job.trigger = "auto"
+        _release(job)
+        newer = job.revision > claim.revision
+        if newer:
+            job.status = JobStatus.PENDING
+            job.dispatched_at = now
+            job.enqueued_at = now
+            job.claims = 0
+        else:
+            job.status = JobStatus.COMPLETED
+            job.processed_at = now
+        job.save()
+        merged = prospect_refold(prospect=prospect)
+        _record_extraction(claim, job, result=result, merged=merged, now=now)
+        if newer:
+            _publish_on_commit(job.id)
+    logger.info(
+        "job requeued for a newer revision" if newer else "job completed",
+        extra={"job_id": str(job.id), "revision": claim.revision, "latest_revision": job.revision},
+    )
+    return "requeued" if newer else "completed"
+
+
+def _record_extraction(
+    claim: Claim, job: Job, *, result: ExtractionResult, merged: dict[str, Any], now: Any
+) -> None:
+    identity = {
+        "job_id": job.id,
+        "revision": claim.revision,
+        "prompt_version": result.prompt_version,
+        "trigger": claim.trigger,
+        "outcome": ExtractionOutcome.OK,
+    }
+    if Extraction.objects.filter(**identity).exists():
+        return  # the same revision re-run by a plain re-queue: the record already stands
+    Extraction.objects.create(
+        **identity,
+        prospect_id=job.prospect_id,
+        extractor=result.extractor,
+        model=result.model,
+        stop_reason=result.stop_reason,
+        **_usage_fields(result.usage),
+        cost_usd=result.cost_usd,
+        latency_ms=result.latency_ms,
+        pipeline_latency_ms=_pipeline_latency_ms(job, now),
+        result=result.data,
+        merged=merged,
+    )
+
+
+def _usage_fields(usage: Usage) -> dict[str, int]:
+    return {
+        "input_tokens": usage.input_tokens,
+        "output_tokens": usage.output_tokens,
+        "cache_creation_tokens": usage.cache_creation_tokens,
+        "cache_read_tokens": usage.cache_read_tokens,
+    }
+
+
+def _pipeline_latency_ms(job: Job, now: Any) -> int | None:
+    if job.revised_at is None:
+        return None
+    return max(0, int((now - job.revised_at).total_seconds() * 1000))
+
+
+def backoff_seconds(attempts: int, retry_after: float | None = None) -> float:
+    """Exponential backoff with full jitter, at least what the far side asked for, capped."""
+    base = settings.NEXUS["BACKOFF_BASE_SECONDS"]
+    cap = settings.NEXUS["BACKOFF_CAP_SECONDS"]
+    delay = random.uniform(0, min(cap, base * 2 ** max(0, attempts - 1)))
+    if retry_after is not None:
+        delay = max(delay, retry_after)
+    return min(delay, cap)
+
+
+def job_record_failure(*, claim: Claim, error: ExtractionError) -> str:
+    now = timezone.now()
+    log = {"job_id": str(claim.job_id), "revision": claim.revision, "category": error.category}
+    with transaction.atomic():
+        job = _fenced(claim)
+        if job is None:
+            return "fenced"
+        Extraction.objects.create(
+            job_id=job.id,
+            prospect_id=job.prospect_id,
+            revision=claim.revision,
+            trigger=claim.trigger,
+            outcome=ExtractionOutcome.FAILED,
+            error_category=error.category,
+            extractor=get_extractor().name,
+            **_usage_fields(error.usage),
+        )
+        _release(job)
+        job.last_error = str(error)[:2000]
+        job.error_category = error.category
+        newer = job.revision > claim.revision
+        if error.kind is FailureKind.ACCOUNT:
+            pause = breaker.trip(category=error.category)
+            outcome = _to_pending(job, now, countdown=pause, newer=newer)
+        elif error.kind is FailureKind.TRANSIENT and job.attempts + 1 < settings.NEXUS["MAX_ATTEMPTS"]:
+            job.attempts += 1
+            countdown = backoff_seconds(job.attempts, error.retry_after)
+            outcome = _to_pending(job, now, countdown=0 if newer else countdown, newer=newer)
+            log["retry_in_s"] = round(countdown, 2)
+        else:
+            if error.kind is FailureKind.TRANSIENT:
+                job.attempts += 1
+                job.last_error = f"attempts exhausted ({job.attempts}): {job.last_error}"
+            if newer:  # the failure belongs to an old revision; the new one gets its chance
+                outcome = _to_pending(job, now, countdown=0, newer=True)
+            else:
+                job.status = JobStatus.FAILED
+                job.processed_at = now
+                outcome = "failed"
+        job.save()
+    logger.warning("extraction failed", extra={**log, "kind": error.kind.value, "outcome": outcome})
+    return outcome
+
+
+def _to_pending(job: Job, now: Any, *, countdown: float, newer: bool) -> str:
+    job.status = JobStatus.PENDING
+    if newer:
+        job.attempts = 0
+        job.claims = 0
+    due = now + timedelta(seconds=countdown)
+    job.next_attempt_at = due if countdown > 0 else None
+    job.dispatched_at = due
+    job.enqueued_at = now
+    _publish_on_commit(job.id, countdown=countdown if countdown > 0 else None)
+    return "retry"
+
+
+def _fail_poison(job_id: uuid.UUID, token: uuid.UUID, claims: int) -> None:
+    Job.objects.filter(id=job_id, claim_token=token).update(
+        status=JobStatus.FAILED,
+        claim_token=None,
+        lease_until=None,
+        error_category="poison",
+        last_error=f"claimed {claims} times without finishing: workers keep dying on this job",
+        processed_at=timezone.now(),
+        updated_at=timezone.now(),
+    )
+    logger.error("poison job failed", extra={"job_id": str(job_id), "claims": claims})
+
+
+def _defer_for_breaker(job_id: uuid.UUID, pause: float) -> None:
+    """Leave the job pending until the breaker's next probe, with a task due then."""
+    now = timezone.now()
+    due = now + timedelta(seconds=pause)
+    with transaction.atomic():
+        updated = Job.objects.filter(id=job_id, status=JobStatus.PENDING).update(
+            next_attempt_at=due, dispatched_at=due, updated_at=now
+        )
+        if updated:
+            _publish_on_commit(job_id, countdown=pause)

@@ -1,0 +1,40 @@
+"""Celery tasks: thin shells that take ids and call one service each."""
+
+from __future__ import annotations
+
+import logging
+
+from celery import Task, shared_task
+
+from . import maintenance, pipeline, services
+from .logcontext import request_id_var
+
+logger = logging.getLogger(__name__)
+
+
+@shared_task(bind=True, name="ingestion.process_session", ignore_result=True)
+def process_session(self: Task, job_id: str) -> str:
+    """Extract the session's latest revision and merge it (idempotent: the row decides)."""
+    token = request_id_var.set(getattr(self.request, "nexus_request_id", None) or self.request.id or "")
+    try:
+        return pipeline.job_process(job_id=job_id)
+    finally:
+        request_id_var.reset(token)
+
+
+@shared_task(name="ingestion.sweep", ignore_result=True)
+def sweep() -> int:
+    """Publish again whatever lost its task: a flushed broker, a killed worker, a failed publish."""
+    return services.job_sweep()
+
+
+@shared_task(name="ingestion.cleanup", ignore_result=True)
+def cleanup() -> int:
+    """Delete old transcripts (personal data); prospects and extraction summaries stay."""
+    return maintenance.transcripts_purge()
+
+
+@shared_task(name="ingestion.alerts", ignore_result=True)
+def alerts() -> list[str]:
+    """Check the alert thresholds; log each crossing once and its recovery."""
+    return maintenance.alerts_check()

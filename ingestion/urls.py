@@ -1,0 +1,8 @@
+from django.urls import path
+
+from .views import JobDetailView, ProducerView
+
+urlpatterns = [
+    path("nexus/producer", ProducerView.as_view(), name="producer"),
+    path("nexus/jobs/<uuid:queue_id>", JobDetailView.as_view(), name="job-detail"),
+]

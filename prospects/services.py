@@ -1,0 +1,102 @@
+"""Prospect merge and stage rules.
+
+A Prospect is a pure function of the latest successful extraction of each of its sessions,
+folded in the order of each session's last POST (SPEC §10). Recomputing the fold on every
+merge makes the result independent of the order in which workers finish, so replays and
+redeliveries converge on the same Prospect.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import datetime
+from typing import Any
+
+from django.db import IntegrityError, transaction
+
+from ingestion.extraction.schema import SCALAR_FIELDS, empty_data, momento_for
+
+from .models import Prospect, Stage
+
+_STAGE_ORDER = [Stage.INICIAR, Stage.ACOGER, Stage.ACTIVAR]
+
+
+def prospect_key(*, fingerprint: str, session_id: str) -> str:
+    return f"fp:{fingerprint}" if fingerprint else f"sid:{session_id}"
+
+
+def merge_data(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
+    """One step of the fold: null or empty never overwrites, a new non-null scalar replaces,
+    objeciones is a union, nivel_interes and momento_optimo follow the latest extraction."""
+    merged = dict(old)
+    for field in SCALAR_FIELDS:
+        value = new.get(field)
+        if value not in (None, ""):
+            merged[field] = value
+    merged["objeciones"] = list(dict.fromkeys([*old.get("objeciones", []), *new.get("objeciones", [])]))
+    if new.get("nivel_interes") is not None:
+        merged["nivel_interes"] = new["nivel_interes"]
+        merged["momento_optimo"] = momento_for(new["nivel_interes"])
+    return merged
+
+
+def stage_for(data: dict[str, Any]) -> Stage:
+    """The stage the data alone qualifies for."""
+    nivel = data.get("nivel_interes") or 0
+    if data.get("telefono") and nivel >= 7:
+        return Stage.ACTIVAR
+    if data.get("nombre") and data.get("arquetipo") and nivel >= 4:
+        return Stage.ACOGER
+    return Stage.INICIAR
+
+
+def further_stage(a: str, b: str) -> Stage:
+    return _STAGE_ORDER[max(_STAGE_ORDER.index(Stage(a)), _STAGE_ORDER.index(Stage(b)))]
+
+
+def fold(extractions: Iterable[dict[str, Any]]) -> tuple[dict[str, Any], Stage]:
+    """Fold session results (already in POST order) into the prospect's data and the furthest
+    stage reached along the way; a stage never moves back."""
+    data = empty_data()
+    stage = Stage.INICIAR
+    for result in extractions:
+        data = merge_data(data, result)
+        stage = further_stage(stage, stage_for(data))
+    return data, stage
+
+
+def prospect_get_or_create_locked(*, key: str, fingerprint: str, seen_at: datetime) -> Prospect:
+    """The visitor's Prospect, locked for this transaction (created on first sight)."""
+    prospect = Prospect.objects.select_for_update().filter(key=key).first()
+    if prospect is not None:
+        return prospect
+    try:
+        with transaction.atomic():
+            return Prospect.objects.create(
+                key=key, fingerprint=fingerprint, first_seen_at=seen_at, last_seen_at=seen_at
+            )
+    except IntegrityError:  # another worker created it between our SELECT and INSERT
+        return Prospect.objects.select_for_update().get(key=key)
+
+
+def prospect_refold(*, prospect: Prospect) -> dict[str, Any]:
+    """Recompute the prospect from its sessions' latest extractions; call under its lock."""
+    from ingestion.models import Job  # the ledger points at prospects; import here, not at load
+
+    sessions = list(
+        Job.objects.filter(prospect=prospect)
+        .order_by("revised_at", "id")
+        .values("extracted", "created_at", "revised_at")
+    )
+    data, stage = fold(s["extracted"] for s in sessions if s["extracted"] is not None)
+    for field, value in data.items():
+        setattr(prospect, field, value)
+    # The furthest stage along the fold (SPEC §10), not the furthest ever stored: the prospect
+    # stays a pure function of its sessions, so a replay converges on the same stage.
+    prospect.stage = stage
+    if sessions:
+        prospect.first_seen_at = min(s["created_at"] for s in sessions)
+        prospect.last_seen_at = max(s["revised_at"] for s in sessions)
+    prospect.session_count = len(sessions)
+    prospect.save()
+    return data

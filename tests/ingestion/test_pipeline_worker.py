@@ -1,0 +1,40 @@
+"""The pipeline through a real Celery worker on real Redis and the test database."""
+
+from __future__ import annotations
+
+import pytest
+
+from ingestion.models import Job, JobStatus
+from prospects.models import Extraction, Prospect
+from tests.conftest import producer_body, transcript, wait_for
+
+pytestmark = [pytest.mark.redis]
+
+
+def test_seed_post_becomes_a_prospect(api, celery_worker):
+    response = api.post("/api/nexus/producer", producer_body(session_id="seed-1"), format="json")
+
+    assert response.status_code == 202
+    job_id = response.json()["queueId"]
+    wait_for(lambda: Job.objects.filter(id=job_id, status=JobStatus.COMPLETED).exists())
+    prospect = Prospect.objects.get(fingerprint="test-fingerprint-456")
+    assert prospect.nombre == "Juan Pérez"
+    assert prospect.nivel_interes == 7
+    assert prospect.momento_optimo == "caliente"
+    assert Extraction.objects.filter(job_id=job_id, outcome="ok").count() == 1
+
+
+def test_longer_transcript_raises_revision_and_updates_prospect(api, celery_worker):
+    first = transcript("Hola")
+    api.post("/api/nexus/producer", producer_body(first, session_id="grow-1"), format="json")
+    job = wait_for(lambda: Job.objects.filter(session_id="grow-1", status=JobStatus.COMPLETED).first())
+    assert Prospect.objects.get(jobs=job).nombre is None
+
+    longer = transcript("Hola", "¡Hola! ¿Cómo te llamas?", "Me llamo Ana López")
+    response = api.post("/api/nexus/producer", producer_body(longer, session_id="grow-1"), format="json")
+
+    assert response.status_code == 202
+    assert response.json()["queueId"] == str(job.id)
+    wait_for(lambda: Job.objects.filter(id=job.id, processed_revision=2, status=JobStatus.COMPLETED).exists())
+    assert Prospect.objects.get(jobs=job).nombre == "Ana López"
+    assert Extraction.objects.filter(job=job, outcome="ok").count() == 2
