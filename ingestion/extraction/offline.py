@@ -127,8 +127,8 @@ _ARTICLES = {"un", "una", "a", "an"}
 
 # --- Names. Explicit phrases take the words that follow, capitalised or not; "soy X" and
 # "I'm X" need a capitalised X that is not an occupation ("soy estudiante" is no name).
-_EXPLICIT_NAME = re.compile(r"\b(?:me llamo|mi nombre es|my name is|call me)\b", re.IGNORECASE)
-_IMPLICIT_NAME = re.compile(r"(?:\bsoy|\bi['\u2019]?m|\bi am|\bthis is)\b", re.IGNORECASE)
+_EXPLICIT_NAME = re.compile(r"\b(?:me llamo|mi nombre es|my name is)\b", re.IGNORECASE)
+_IMPLICIT_NAME = re.compile(r"(?:\bsoy|\bi['\u2019]?m|\bi am|\bthis is|\bcall me)\b", re.IGNORECASE)
 _WORD = re.compile(r"[ \t]+([^\W\d_]+(?:['\u2019-][^\W\d_]+)*)")
 _NAME_PARTICLES = {"de", "del", "la", "las", "los", "van", "von", "da", "di"}
 _NAME_STOP = {
@@ -136,6 +136,7 @@ _NAME_STOP = {
     "and", "but", "i", "im", "am", "my", "from", "the", "a", "an", "here", "so", "just", "not", "very",
     "interested", "looking", "ok", "okay", "fine", "good", "sorry", "hola", "hello", "hi", "gracias",
     "thanks", "muy", "un", "una", "el", "la", "bien", "nuevo", "nueva", "yo", "con", "en", "of", "in",
+    "at", "on", "to", "por", "para",
 }  # fmt: skip
 _MAX_NAME_WORDS = 3
 _OCCUPATION_WORD = _any_of(*OCCUPATIONS)
