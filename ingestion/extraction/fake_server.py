@@ -59,6 +59,12 @@ _ERRORS = {
 _Reply = tuple[int, dict[str, Any], dict[str, str]]  # status, JSON body, extra headers
 
 
+def api_key(headers: dict[str, str]) -> str:
+    """The caller's key: ``x-api-key``, or ``Authorization: Bearer`` (what SDK 2.x sends)."""
+    bearer = headers.get("authorization", "")
+    return headers.get("x-api-key") or (bearer[7:] if bearer.lower().startswith("bearer ") else "")
+
+
 def cache_minimum(model: str) -> int:
     """Smallest cacheable prefix, in tokens: 4096 for Haiku models, 1024 otherwise."""
     return 4096 if "haiku" in model else 1024
@@ -94,7 +100,9 @@ class FakeClaude:
         self._server.daemon_threads = True
         self._server.block_on_close = False  # hung handlers must not block stop()
         self._stopping.clear()
-        self._thread = threading.Thread(target=self._server.serve_forever, name="fake-claude", daemon=True)
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, args=(0.05,), name="fake-claude", daemon=True
+        )
         self._thread.start()
         return self
 
@@ -267,7 +275,7 @@ class FakeClaude:
             if latency:
                 self._stopping.wait(latency)
             _validate_request(headers, body)
-            if not self._key_accepted(headers.get("x-api-key", "")):
+            if not self._key_accepted(api_key(headers)):
                 raise ApiError(401, "authentication_error", "invalid x-api-key")
             status, payload, extra = self._answer(step, body)
             usage = payload.get("usage")
@@ -338,7 +346,7 @@ class FakeClaude:
 
 # --- request validation (as strict as the real API on what NEXUS could get wrong) -------------
 def _validate_request(headers: dict[str, str], body: Any) -> None:
-    if not headers.get("x-api-key") and not headers.get("authorization"):
+    if not api_key(headers):
         raise ApiError(401, "authentication_error", "x-api-key header is required")
     if not headers.get("anthropic-version"):
         raise ApiError(400, "invalid_request_error", "anthropic-version: header is required")
