@@ -83,6 +83,13 @@ class ApiError(Exception):
 class FakeClaude:
     """The fake server. ``FakeClaude(port=0)`` picks a free port; use as a context manager."""
 
+    _script: deque[tuple[str, Any]]
+    _failure: dict[str, Any]
+    _accepted_keys: set[str] | None
+    _requests: list[dict[str, Any]]
+    _by_status: Counter[str]
+    _cached_prefixes: set[str]
+
     def __init__(self, port: int = 0, latency: float = 0.0, *, seed: int = 0) -> None:
         self._port = port
         self._initial_latency = latency
@@ -212,16 +219,16 @@ class FakeClaude:
 
     # --- internals ----------------------------------------------------------------------------
     def _reset_state(self) -> None:
-        self._script: deque[tuple[str, Any]] = deque()
+        self._script = deque()
         self._latency = (self._initial_latency, self._initial_latency)
-        self._failure: dict[str, Any] = {"rate": 0.0, "statuses": [], "hang_rate": 0.0, "hang_seconds": 0.0}
+        self._failure = {"rate": 0.0, "statuses": [], "hang_rate": 0.0, "hang_seconds": 0.0}
         self._rng = random.Random(self._seed)
-        self._accepted_keys: set[str] | None = None
-        self._requests: list[dict[str, Any]] = []
+        self._accepted_keys = None
+        self._requests = []
         self._calls = self._in_flight = self._max_in_flight = 0
-        self._by_status: Counter[str] = Counter()
+        self._by_status = Counter()
         self._input_tokens = self._output_tokens = 0
-        self._cached_prefixes: set[str] = set()
+        self._cached_prefixes = set()
 
     def _begin(self, path: str, headers: dict[str, str], body: Any) -> tuple[tuple[str, Any], float]:
         with self._lock:
