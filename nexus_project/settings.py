@@ -238,6 +238,14 @@ ANTHROPIC_TIMEOUT_SECONDS = env.float("ANTHROPIC_TIMEOUT_SECONDS", default=30.0)
 ANTHROPIC_MAX_TOKENS = env.int("ANTHROPIC_MAX_TOKENS", default=512)
 # "claude" | "offline"; empty means claude when a key is set, else offline.
 EXTRACTOR = env.str("EXTRACTOR", default="")
+# USD per million tokens (input, output, cache write 5 min, cache read), from Anthropic's public
+# price list; the cost recorded per Extraction is computed from these. A model that is not
+# listed (matched by prefix, so dated ids match) is recorded at cost 0 with a warning.
+ANTHROPIC_PRICES = {
+    "claude-haiku-4-5": {"input": 1.0, "output": 5.0, "cache_write": 1.25, "cache_read": 0.10},
+    "claude-sonnet-4-5": {"input": 3.0, "output": 15.0, "cache_write": 3.75, "cache_read": 0.30},
+    "claude-opus-4-5": {"input": 5.0, "output": 25.0, "cache_write": 6.25, "cache_read": 0.50},
+}
 
 # --- HTTP -------------------------------------------------------------------------------------
 CORS_ALLOWED_ORIGINS = env.list("CORS_ALLOWED_ORIGINS", default=[])

@@ -32,7 +32,9 @@ def job_in(job_id, *statuses):
     return Job.objects.filter(id=job_id, status__in=statuses).first()
 
 
-def test_429_529_500_then_success_completes_with_four_calls_and_honours_retry_after(api, claude, celery_worker):
+def test_429_529_500_then_success_completes_with_four_calls_and_honours_retry_after(
+    api, claude, celery_worker
+):
     claude.script([["429", 0.6], "529", "500", "ok"])
 
     job_id = post(api)
@@ -59,7 +61,11 @@ def test_timeout_is_transient_and_retried(api, claude, celery_worker, settings):
     job_id = post(api)
 
     wait_for(lambda: job_in(job_id, JobStatus.COMPLETED))
-    categories = list(Extraction.objects.filter(job_id=job_id).order_by("created_at").values_list("error_category", "outcome"))
+    categories = list(
+        Extraction.objects.filter(job_id=job_id)
+        .order_by("created_at")
+        .values_list("error_category", "outcome")
+    )
     assert categories == [("timeout", "failed"), ("", "ok")]
 
 
@@ -81,7 +87,10 @@ def test_malformed_output_twice_fails_the_revision_and_keeps_the_prospect(api, c
     wait_for(lambda: job_in(first, JobStatus.COMPLETED))
     claude.script(["malformed", "malformed"])
 
-    post(api, [*SEED_MESSAGES, {"role": "assistant", "content": "¿Algo más?"}, {"role": "user", "content": "No"}])
+    post(
+        api,
+        [*SEED_MESSAGES, {"role": "assistant", "content": "¿Algo más?"}, {"role": "user", "content": "No"}],
+    )
 
     job = wait_for(lambda: job_in(first, JobStatus.FAILED))
     assert job.error_category == "invalid_output"
