@@ -112,4 +112,6 @@ def healthz(request: HttpRequest) -> HttpResponse:
 def readyz(request: HttpRequest) -> HttpResponse:
     """Readiness: the database answers (the broker being down does not stop POSTs)."""
     ok = health.database_ok()
-    return JsonResponse({"status": "ready" if ok else "unavailable", "database": ok}, status=200 if ok else 503)
+    return JsonResponse(
+        {"status": "ready" if ok else "unavailable", "database": ok}, status=200 if ok else 503
+    )
