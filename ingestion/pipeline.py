@@ -60,6 +60,7 @@ def job_process(*, job_id: uuid.UUID | str) -> str:
         return "paused"
     claim = job_claim(job_id=job_id)
     if claim is None:
+        breaker.release_probe()
         return "not-claimed"
     log["revision"] = str(claim.revision)
     # Return the connection to the pool for the length of the call: a thread waiting on

@@ -74,7 +74,9 @@ def status_summary(*, hours: float = 24.0) -> dict[str, Any]:
     return {
         r["status"]: {
             "count": r["count"],
-            "avg_processing_s": round(r["avg_processing"].total_seconds(), 3) if r["avg_processing"] else None,
+            "avg_processing_s": round(r["avg_processing"].total_seconds(), 3)
+            if r["avg_processing"]
+            else None,
         }
         for r in rows
     }

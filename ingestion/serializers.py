@@ -8,10 +8,21 @@ from django.conf import settings
 from rest_framework import serializers
 
 
+class StrictCharField(serializers.CharField):
+    """A string field that refuses numbers and booleans instead of coercing them."""
+
+    default_error_messages = {"not_a_string": "Must be a string."}
+
+    def to_internal_value(self, data: Any) -> str:
+        if not isinstance(data, str):
+            self.fail("not_a_string")
+        return super().to_internal_value(data)
+
+
 class MessageSerializer(serializers.Serializer):
     role = serializers.ChoiceField(choices=["user", "assistant"])
     # Whitespace is the visitor's text; keep it as sent.
-    content = serializers.CharField(trim_whitespace=False)
+    content = StrictCharField(trim_whitespace=False)
 
     def validate_content(self, value: str) -> str:
         limit = settings.NEXUS["MAX_MESSAGE_CHARS"]
@@ -22,8 +33,8 @@ class MessageSerializer(serializers.Serializer):
 
 class ProducerRequestSerializer(serializers.Serializer):
     messages = MessageSerializer(many=True, allow_empty=False)
-    sessionId = serializers.CharField(min_length=1, max_length=128, trim_whitespace=False)
-    fingerprint = serializers.CharField(required=False, allow_blank=True, max_length=128, default="")
+    sessionId = StrictCharField(min_length=1, max_length=128, trim_whitespace=False)
+    fingerprint = StrictCharField(required=False, allow_blank=True, max_length=128, default="")
     metadata = serializers.DictField(required=False, default=dict)
 
     def validate_messages(self, value: list[dict[str, Any]]) -> list[dict[str, Any]]:

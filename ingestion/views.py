@@ -45,8 +45,10 @@ class ProducerView(APIView):
         payload = ProducerRequestSerializer(data=request.data)
         payload.is_valid(raise_exception=True)
         data = payload.validated_data
-        client_id_given = bool(request.headers.get("X-Request-Id"))
-        message_id = uuid.uuid4().hex if client_id_given else request._request.request_id  # type: ignore[attr-defined]
+        # The correlation id is the client's X-Request-Id when it was accepted, else this id.
+        correlation_id = request._request.request_id  # type: ignore[attr-defined]
+        client_id_kept = request.headers.get("X-Request-Id") == correlation_id
+        message_id = uuid.uuid4().hex if client_id_kept else correlation_id
         accepted = job_accept(
             session_id=data["sessionId"],
             fingerprint=data["fingerprint"],
@@ -110,4 +112,6 @@ def healthz(request: HttpRequest) -> HttpResponse:
 def readyz(request: HttpRequest) -> HttpResponse:
     """Readiness: the database answers (the broker being down does not stop POSTs)."""
     ok = health.database_ok()
-    return JsonResponse({"status": "ready" if ok else "unavailable", "database": ok}, status=200 if ok else 503)
+    return JsonResponse(
+        {"status": "ready" if ok else "unavailable", "database": ok}, status=200 if ok else 503
+    )
