@@ -72,7 +72,7 @@ web: deps
 	$(VENV)/bin/gunicorn nexus_project.wsgi:application -c gunicorn.conf.py
 
 worker: deps
-	$(CELERY) worker --pool threads --concurrency $${WORKER_CONCURRENCY:-8} --loglevel INFO
+	$(CELERY) worker --loglevel INFO
 
 beat: deps
 	$(CELERY) beat --loglevel INFO

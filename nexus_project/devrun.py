@@ -299,13 +299,11 @@ class Child:
 
 def children(env: dict[str, str], flower_port: int) -> list[Child]:
     celery = [str(BIN_DIR / "celery"), "-A", "nexus_project"]
-    concurrency = env.get("WORKER_CONCURRENCY", "8")
     return [
         Child("web", [str(BIN_DIR / "gunicorn"), "nexus_project.wsgi:application", "-c", "gunicorn.conf.py"]),
-        Child(
-            "worker",
-            [*celery, "worker", "--pool", "threads", "--concurrency", concurrency, "--loglevel", "INFO"],
-        ),
+        # Pool and thread count come from the settings (WORKER_POOL, WORKER_CONCURRENCY), so
+        # make run, the Procfile and compose size the worker the same way.
+        Child("worker", [*celery, "worker", "--loglevel", "INFO"]),
         # Exactly one beat: two would publish every sweep twice.
         Child("beat", [*celery, "beat", "--loglevel", "INFO"]),
         # The credential reaches Flower as FLOWER_BASIC_AUTH in its environment, not on the
@@ -383,6 +381,8 @@ class Supervisor:
         env["FLOWER_BASIC_AUTH"] = credential
         self.children = children(env, flower_port)
         web = f"http://{web_host}:{web_port}"
+        production = env.get("DJANGO_ENV") == "production"
+        worker_threads = env.get("WORKER_CONCURRENCY") or ("128" if production else "16")  # settings' default
         summary = [
             f"web       {web}/  (health {web}/api/nexus/producer, liveness {web}/healthz)",
             f"admin     {web}/admin/  (no user yet? {sys.executable} manage.py createsuperuser)",
@@ -390,6 +390,7 @@ class Supervisor:
             f"Flower    http://127.0.0.1:{flower_port}/  (basic auth {credential})",
             f"database  {database_description(env)}",
             f"broker    {broker}",
+            f"worker    {env.get('WORKER_POOL', 'threads')} pool x {worker_threads}",
             f"extractor {extractor_description(env)}",
             f"try it    curl -sS {web}/api/nexus/producer -H 'Content-Type: application/json' "
             f"-d '{SEED_BODY}'",
