@@ -68,8 +68,9 @@ shell: deps
 
 # One part alone. These use the environment as it is: without REDIS_URL the settings point at
 # the embedded valkey port (6390), which only `make run` starts; set REDIS_URL to use another.
+# gunicorn.conf.py assumes production when DJANGO_ENV is unset; this verb is for development.
 web: deps
-	$(VENV)/bin/gunicorn nexus_project.wsgi:application -c gunicorn.conf.py
+	DJANGO_ENV=$${DJANGO_ENV:-development} $(VENV)/bin/gunicorn nexus_project.wsgi:application -c gunicorn.conf.py
 
 worker: deps
 	$(CELERY) worker --loglevel INFO

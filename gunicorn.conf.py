@@ -17,6 +17,11 @@ def _int(name: str, default: int) -> int:
     return int(value) if value.strip() else default
 
 
+# gunicorn is how the site is served in production (Procfile, image): a missing DJANGO_ENV
+# means production, whose settings refuse to start without a secret, hosts and a database,
+# rather than development with DEBUG on. `make run` and `make web` say development explicitly.
+os.environ.setdefault("DJANGO_ENV", "production")
+
 # --- Where -------------------------------------------------------------------------------------
 # GUNICORN_BIND wins; PORT is the platform convention (Heroku-style Procfile runners); else
 # loopback only, so a development server is never reachable from the network by accident.

@@ -348,6 +348,8 @@ class Supervisor:
     def prepare(self) -> tuple[dict[str, str], list[str]]:
         env = dict(os.environ)
         env.setdefault("DJANGO_SETTINGS_MODULE", "nexus_project.settings")
+        # Said explicitly: gunicorn.conf.py assumes production when DJANGO_ENV is missing.
+        env.setdefault("DJANGO_ENV", "development")
         env["PYTHONUNBUFFERED"] = "1"  # lines reach the prefixer as they are written
         web_host, web_port = split_bind(env.get("GUNICORN_BIND", "127.0.0.1:8000"))
         flower_port = int(env.get("FLOWER_PORT", "5555"))
