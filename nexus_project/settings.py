@@ -316,3 +316,6 @@ MIDDLEWARE.insert(
     MIDDLEWARE.index("ingestion.middleware.RequestIdMiddleware") + 1,
     "ingestion.metrics.ProducerMetricsMiddleware",
 )
+# Contact data never reaches a log line, whatever a message or an extra carries.
+LOGGING["filters"]["redact"] = {"()": "ingestion.logcontext.RedactFilter"}
+LOGGING["handlers"]["console"]["filters"].append("redact")
