@@ -24,9 +24,14 @@ def log_lines() -> Iterator[io.StringIO]:
     assert any(isinstance(f, RedactFilter) for f in handler.filters)
     stream = io.StringIO()
     previous = handler.setStream(stream)
+    # The test worker (conftest) sets the root level to WARNING; production runs at LOG_LEVEL=INFO.
+    ingestion = logging.getLogger("ingestion")
+    level = ingestion.level
+    ingestion.setLevel(logging.INFO)
     try:
         yield stream
     finally:
+        ingestion.setLevel(level)
         handler.setStream(previous)
 
 
