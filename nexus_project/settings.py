@@ -319,3 +319,14 @@ LOGGING = {
 
 if DJANGO_ENV == "test":
     PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+# --- Operations: request metrics, log redaction ------------------------------------------------
+# Counts producer POSTs by outcome from their responses (ingestion/metrics.py); right inside the
+# request id so it sees every answer, rejections from parser, throttle and limits included.
+MIDDLEWARE.insert(
+    MIDDLEWARE.index("ingestion.middleware.RequestIdMiddleware") + 1,
+    "ingestion.metrics.ProducerMetricsMiddleware",
+)
+# Contact data never reaches a log line, whatever a message or an extra carries.
+LOGGING["filters"]["redact"] = {"()": "ingestion.logcontext.RedactFilter"}
+LOGGING["handlers"]["console"]["filters"].append("redact")
