@@ -210,8 +210,8 @@ class LedgerCollector(Collector):
             "nexus_extraction_failures", "Failed extractor calls by error category.", labels=["category"]
         )
         failed = Extraction.objects.filter(outcome=ExtractionOutcome.FAILED)
-        for row in failed.values("error_category").annotate(n=Count("id")).order_by():
-            failures.add_metric([row["error_category"] or "unknown"], row["n"])
+        for by_category in failed.values("error_category").annotate(n=Count("id")).order_by():
+            failures.add_metric([by_category["error_category"] or "unknown"], by_category["n"])
         yield failures
         yield CounterMetricFamily(
             "nexus_extraction_retries",

@@ -14,6 +14,7 @@ from django.contrib import admin
 from django.contrib.admin.options import IncorrectLookupParameters
 from django.db.models import F, QuerySet
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect, StreamingHttpResponse
+from django.http.response import HttpResponseBase
 from django.urls import URLPattern, path, reverse
 from django.utils import timezone
 
@@ -83,7 +84,7 @@ class ExtractionInline(ReadOnlyInline):
         "created_at", "revision", "outcome", "error_category", "extractor", "prompt_version",
         "input_tokens", "output_tokens", "cost_usd", "latency_ms", "trigger",
     ]  # fmt: skip
-    readonly_fields = fields
+    readonly_fields = fields  # type: ignore[assignment]  # one list, both roles
     ordering = ["-created_at"]
 
 
@@ -96,7 +97,7 @@ class JobInline(ReadOnlyInline):
         "session_id", "status", "revision", "processed_revision", "attempts", "claims",
         "error_category", "revised_at", "processed_at",
     ]  # fmt: skip
-    readonly_fields = fields
+    readonly_fields = fields  # type: ignore[assignment]  # one list, both roles
     ordering = ["-revised_at"]
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Job]:
@@ -139,7 +140,7 @@ class ProspectAdmin(admin.ModelAdmin):
         )
         return [export, *super().get_urls()]
 
-    def export_csv_view(self, request: HttpRequest) -> HttpResponse:
+    def export_csv_view(self, request: HttpRequest) -> HttpResponseBase:
         """The list as filtered, searched and ordered on screen, every page of it."""
         if not self.has_view_permission(request):
             return HttpResponse(status=403)
@@ -150,7 +151,7 @@ class ProspectAdmin(admin.ModelAdmin):
         return _csv_response(changelist.get_queryset(request))
 
     @admin.action(description="Export selected prospects as CSV")
-    def export_selected_csv(self, request: HttpRequest, queryset: QuerySet[Prospect]) -> HttpResponse:
+    def export_selected_csv(self, request: HttpRequest, queryset: QuerySet[Prospect]) -> HttpResponseBase:
         return _csv_response(queryset)
 
 

@@ -11,6 +11,7 @@ from django.contrib.auth import get_user_model
 from django.utils import timezone
 
 from ingestion import pipeline
+from ingestion.extraction.offline import OFFLINE_VERSION
 from ingestion.models import Job, JobStatus
 from ingestion.services import job_accept
 from prospects.models import Extraction, Prospect
@@ -78,7 +79,7 @@ def test_prospect_page_shows_extractions_and_jobs_inline_without_transcript(staf
 
     assert "Juan Pérez" in page
     assert job.session_id in page  # the jobs inline
-    assert "offline-0" in page  # the extractions inline: prompt version
+    assert OFFLINE_VERSION in page  # the extractions inline: prompt version
     assert "oportunidades de inversión" not in page  # no transcript on the prospect page
 
 
@@ -91,7 +92,7 @@ def test_job_and_extraction_pages_show_the_details(staff):
     extraction_page = staff.get(f"/admin/prospects/extraction/{extraction.id}/change/").content.decode()
 
     assert "oportunidades de inversión" in job_page  # staff can read the transcript here
-    assert "offline-0" in extraction_page
+    assert OFFLINE_VERSION in extraction_page
     assert 'name="_save"' not in extraction_page  # read-only
 
 
