@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import secrets
 from pathlib import Path
+from typing import Any
 
 import environ
 from django.core.exceptions import ImproperlyConfigured
@@ -298,7 +299,7 @@ CSRF_TRUSTED_ORIGINS = env.list("DJANGO_CSRF_TRUSTED_ORIGINS", default=[])
 
 # --- Logging: JSON lines with the correlation id ----------------------------------------------
 LOG_LEVEL = env.str("LOG_LEVEL", default="INFO")
-LOGGING = {
+LOGGING: dict[str, Any] = {
     "version": 1,
     "disable_existing_loggers": False,
     "filters": {"context": {"()": "ingestion.logcontext.ContextFilter"}},
@@ -319,3 +320,14 @@ LOGGING = {
 
 if DJANGO_ENV == "test":
     PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+# --- Operations: request metrics, log redaction ------------------------------------------------
+# Counts producer POSTs by outcome from their responses (ingestion/metrics.py); right inside the
+# request id so it sees every answer, rejections from parser, throttle and limits included.
+MIDDLEWARE.insert(
+    MIDDLEWARE.index("ingestion.middleware.RequestIdMiddleware") + 1,
+    "ingestion.metrics.ProducerMetricsMiddleware",
+)
+# Contact data never reaches a log line, whatever a message or an extra carries.
+LOGGING["filters"]["redact"] = {"()": "ingestion.logcontext.RedactFilter"}
+LOGGING["handlers"]["console"]["filters"].append("redact")
