@@ -245,7 +245,8 @@ class Bench:
         with connection.cursor() as cursor:
             cursor.execute(CREATE_REF_TABLE)
         self.worker_concurrency = settings.CELERY_WORKER_CONCURRENCY
-        self.web_workers = int(self.env.get("WEB_CONCURRENCY") or self.args.default_web_workers)
+        # gunicorn.conf.py's default (2 x CPUs) unless WEB_CONCURRENCY says otherwise.
+        self.web_workers = int(self.env.get("WEB_CONCURRENCY") or 2 * (os.cpu_count() or 1))
         self.settings = settings
 
     def start_fake(self) -> None:
@@ -261,7 +262,9 @@ class Bench:
         cmd = [str(BIN / "gunicorn"), "nexus_project.wsgi:application"]
         if (ROOT / "gunicorn.conf.py").exists():
             cmd += ["-c", "gunicorn.conf.py"]
-        cmd += ["--workers", str(self.web_workers), "--bind", f"127.0.0.1:{self.web_port}"]
+        else:
+            cmd += ["--workers", str(self.web_workers)]
+        cmd += ["--bind", f"127.0.0.1:{self.web_port}"]
         self.procs.start("web", cmd)
         wait_until(
             lambda: urllib.request.urlopen(f"{self.web}/healthz", timeout=2).status == 200, 30, "gunicorn"
@@ -674,10 +677,11 @@ def main(argv: list[str] | None = None) -> None:
         "--redis-url",
         default=os.environ.get("BENCH_REDIS_URL")
         or os.environ.get("REDIS_URL")
-        or "redis://127.0.0.1:6379/0",
+        # A database number of its own: test suites that FLUSHDB database 0 (chaos runs) would
+        # otherwise delete this run's queue bindings and its pre-filled tasks mid-run.
+        or "redis://127.0.0.1:6379/11",
     )
     parser.add_argument("--web-concurrency", type=int, default=None, help="gunicorn workers")
-    parser.add_argument("--default-web-workers", type=int, default=4)
     parser.add_argument("--worker-concurrency", type=int, default=None)
     parser.add_argument("--scale", type=float, default=1.0, help="shrink durations and counts (e.g. 0.3)")
     parser.add_argument("--only", default="", help="debug: comma list of figure numbers")
