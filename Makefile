@@ -93,5 +93,6 @@ clean:
 # stderr). Uses DATABASE_URL / REDIS_URL when set, else local PostgreSQL (database nexus_bench)
 # and Redis on 6379; installs wrk with apt-get when it is missing. BENCH_ARGS="--scale 0.3"
 # for a quick run. See bench/README.md.
-bench: dev-deps
-	$(PY) -m bench $(BENCH_ARGS)
+bench:
+	@$(MAKE) --no-print-directory dev-deps >&2  # stdout carries only the JSON document
+	@$(PY) -m bench $(BENCH_ARGS)
