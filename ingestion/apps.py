@@ -7,7 +7,7 @@ class IngestionConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        from . import heartbeat  # noqa: F401 - connects the worker signals
+        from . import checks, heartbeat  # noqa: F401 - registers checks, connects worker signals
         from .schedules import sync_schedules
 
         post_migrate.connect(sync_schedules, sender=self, dispatch_uid="nexus-schedules")
