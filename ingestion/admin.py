@@ -1,9 +1,137 @@
-from django.contrib import admin
+"""The job ledger in the admin: the dead-letter queue and the re-queue buttons.
+
+Rows are written by the pipeline only; the admin reads them and acts through
+``services.job_requeue`` (the same path as ``manage.py reprocess``).
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from datetime import timedelta
+from typing import Any
+
+from django.contrib import admin, messages
+from django.db.models import QuerySet
+from django.http import HttpRequest
+from django.utils import timezone
+from django.utils.html import format_html
 
 from .models import Job
+from .services import job_requeue
+
+
+def humanize_age(age: timedelta) -> str:
+    seconds = max(0, int(age.total_seconds()))
+    if seconds < 60:
+        return f"{seconds}s"
+    if seconds < 3600:
+        return f"{seconds // 60}m {seconds % 60}s"
+    if seconds < 86400:
+        return f"{seconds // 3600}h {seconds % 3600 // 60}m"
+    return f"{seconds // 86400}d {seconds % 86400 // 3600}h"
+
+
+class PurgedFilter(admin.SimpleListFilter):
+    title = "transcript"
+    parameter_name = "purged"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        return [("no", "kept"), ("yes", "purged by retention")]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Job]) -> QuerySet[Job]:
+        if self.value() in ("yes", "no"):
+            return queryset.filter(purged_at__isnull=self.value() == "no")
+        return queryset
 
 
 @admin.register(Job)
 class JobAdmin(admin.ModelAdmin):
-    list_display = ["session_id", "status", "revision", "processed_revision", "attempts", "revised_at"]
-    list_filter = ["status"]
+    list_display = [
+        "session_id", "status", "revision", "processed_revision", "attempts", "claims",
+        "error_category", "short_error", "age", "prospect", "trigger",
+    ]  # fmt: skip
+    list_filter = ["status", "error_category", PurgedFilter, "revised_at"]
+    search_fields = ["session_id", "fingerprint"]
+    list_select_related = ["prospect"]
+    ordering = ["-revised_at"]
+    date_hierarchy = "revised_at"
+    actions = ["requeue", "reextract"]
+    list_per_page = 100
+    readonly_fields = [
+        "id", "session_id", "fingerprint", "status", "revision", "processed_revision", "attempts",
+        "claims", "error_category", "last_error", "next_attempt_at", "dispatched_at", "lease_until",
+        "trigger", "prospect", "created_at", "updated_at", "revised_at", "enqueued_at",
+        "started_at", "processed_at", "purged_at", "message_count", "transcript_hash",
+        "transcript", "metadata_json", "extracted_json",
+    ]  # fmt: skip
+    exclude = ["messages", "metadata", "extracted", "claim_token"]
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Job]:
+        qs = super().get_queryset(request)
+        match = request.resolver_match
+        if match is not None and match.url_name == "ingestion_job_changelist":
+            # The list never shows transcripts; do not load them for 100 rows at a time.
+            return qs.defer("messages", "metadata", "extracted")
+        return qs
+
+    def get_search_results(self, request: HttpRequest, queryset: QuerySet[Job], search_term: str) -> Any:
+        """A pasted queueId finds its job; anything else searches session id and fingerprint."""
+        try:
+            return queryset.filter(id=uuid.UUID(search_term.strip())), False
+        except ValueError:
+            return super().get_search_results(request, queryset, search_term)
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        # The row is the promise made to the widget; retention (cleanup) decides its fate.
+        return False
+
+    @admin.display(description="last error")
+    def short_error(self, job: Job) -> str:
+        return job.last_error if len(job.last_error) <= 80 else job.last_error[:79] + "…"
+
+    @admin.display(description="age", ordering="revised_at")
+    def age(self, job: Job) -> str:
+        return humanize_age(timezone.now() - job.revised_at)
+
+    @admin.display(description="transcript")
+    def transcript(self, job: Job) -> str:
+        if job.purged_at:
+            return f"purged {job.purged_at:%Y-%m-%d %H:%M} (retention)"
+        return _pre(job.messages)
+
+    @admin.display(description="metadata")
+    def metadata_json(self, job: Job) -> str:
+        return _pre(job.metadata)
+
+    @admin.display(description="extracted (latest success)")
+    def extracted_json(self, job: Job) -> str:
+        return _pre(job.extracted)
+
+    @admin.action(description="Re-queue selected jobs", permissions=["change"])
+    def requeue(self, request: HttpRequest, queryset: QuerySet[Job]) -> None:
+        self._requeue(request, queryset, reextract=False)
+
+    @admin.action(description="Re-extract selected jobs (new Extraction record)", permissions=["change"])
+    def reextract(self, request: HttpRequest, queryset: QuerySet[Job]) -> None:
+        self._requeue(request, queryset, reextract=True)
+
+    def _requeue(self, request: HttpRequest, queryset: QuerySet[Job], *, reextract: bool) -> None:
+        ids = list(queryset.values_list("id", flat=True))
+        queued = sum(job_requeue(job_id=job_id, reextract=reextract) for job_id in ids)
+        skipped = len(ids) - queued
+        verb = "Re-extraction queued for" if reextract else "Re-queued"
+        self.message_user(request, f"{verb} {queued} job(s).", messages.SUCCESS)
+        if skipped:
+            self.message_user(
+                request,
+                f"Skipped {skipped} job(s): transcript purged by retention, or being processed now.",
+                messages.WARNING,
+            )
+
+
+def _pre(value: Any) -> str:
+    return format_html("<pre>{}</pre>", json.dumps(value, ensure_ascii=False, indent=2))

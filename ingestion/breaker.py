@@ -51,6 +51,15 @@ def pause_remaining() -> float | None:
     return min(settings.NEXUS["BREAKER_BASE_SECONDS"], 30.0)
 
 
+def release_probe() -> None:
+    """Give the probe slot back when the probing worker had no job to run after all."""
+    try:
+        if cache.get(_STATE_KEY) is not None:
+            cache.delete(_PROBE_KEY)
+    except _CACHE_ERRORS:
+        pass
+
+
 def trip(*, category: str) -> float:
     """Open (or re-open, for longer) the breaker; returns the pause in seconds."""
     current = state() or {"trips": 0}

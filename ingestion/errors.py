@@ -81,8 +81,8 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
     else:
         detail = exc.detail if isinstance(exc, exceptions.APIException) else str(exc)
         body["message"] = str(detail)
-        field = getattr(exc, "field", None)
-        if field:
-            body["field"] = field
+        named_field = getattr(exc, "field", None)
+        if named_field:
+            body["field"] = named_field
     response.data = _printable(body)
     return response

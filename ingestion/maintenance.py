@@ -38,16 +38,29 @@ def transcripts_purge() -> int:
 
 
 def alerts_check() -> list[str]:
-    """Log each threshold crossing once (WARNING, with figure and threshold) and its recovery."""
-    crossed = selectors.active_alerts()
+    """Log each threshold crossing once (WARNING, with figure and threshold) and its recovery
+    once (INFO); what was already reported lives in the cache, shared by every beat run."""
+    figures = selectors.alert_figures()
+    crossed = [name for name, figure in figures.items() if figure["crossed"]]
     try:
         previous = set(cache.get(_ALERTS_KEY) or [])
         cache.set(_ALERTS_KEY, crossed, timeout=None)
     except (RedisError, OSError):
+        # Without that memory, report every crossing each run: a repeat beats silence.
         previous = set()
-    figures = {**selectors.queue_counts(), **selectors.extraction_window()}
-    for name in sorted(set(crossed) - previous):
-        logger.warning("ALERT threshold crossed", extra={"alert": name, "figures": figures})
-    for name in sorted(previous - set(crossed)):
-        logger.warning("ALERT cleared", extra={"alert": name, "figures": figures})
+    for name in crossed:
+        if name not in previous:
+            logger.warning(
+                f"ALERT {name} above threshold",
+                extra={
+                    "alert": name,
+                    "value": figures[name]["value"],
+                    "threshold": figures[name]["threshold"],
+                },
+            )
+    for name in sorted((previous - set(crossed)) & figures.keys()):
+        logger.info(
+            f"ALERT {name} cleared",
+            extra={"alert": name, "value": figures[name]["value"], "threshold": figures[name]["threshold"]},
+        )
     return crossed

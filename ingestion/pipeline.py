@@ -31,6 +31,7 @@ from prospects.services import prospect_get_or_create_locked, prospect_key, pros
 from . import breaker
 from .extraction import get_extractor
 from .extraction.base import ExtractionError, ExtractionResult, FailureKind, Usage
+from .logcontext import bind_job
 from .models import Job, JobStatus
 from .services import _publish_on_commit
 
@@ -60,6 +61,7 @@ def job_process(*, job_id: uuid.UUID | str) -> str:
         return "paused"
     claim = job_claim(job_id=job_id)
     if claim is None:
+        breaker.release_probe()
         return "not-claimed"
     log["revision"] = str(claim.revision)
     # Return the connection to the pool for the length of the call: a thread waiting on
@@ -96,6 +98,7 @@ def job_claim(*, job_id: uuid.UUID) -> Claim | None:
         logger.info("job not claimable (done, running elsewhere, or gone)", extra={"job_id": str(job_id)})
         return None
     job = Job.objects.only("revision", "claims", "trigger", "messages", "session_id").get(id=job_id)
+    bind_job(session_id=job.session_id)
     if job.claims > settings.NEXUS["MAX_CLAIMS"]:
         _fail_poison(job_id, token, job.claims)
         return None

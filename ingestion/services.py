@@ -21,6 +21,7 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
+from . import metrics
 from .errors import FingerprintConflict
 from .logcontext import request_id_var
 from .models import Job, JobStatus
@@ -257,5 +258,6 @@ def job_sweep(*, limit: int = 1000) -> int:
     # Mark first so a concurrent POST does not publish the same jobs a second time.
     Job.objects.filter(id__in=ids).update(dispatched_at=now)
     published = sum(job_publish(job_id=job_id) for job_id in ids)
+    metrics.record_sweeper_redispatch(published)
     logger.info("sweeper re-dispatched jobs", extra={"count": published, "found": len(ids)})
     return published

@@ -7,7 +7,7 @@ import logging
 from celery import Task, shared_task
 
 from . import maintenance, pipeline, services
-from .logcontext import request_id_var
+from .logcontext import job_context_var, request_id_var
 
 logger = logging.getLogger(__name__)
 
@@ -16,9 +16,11 @@ logger = logging.getLogger(__name__)
 def process_session(self: Task, job_id: str) -> str:
     """Extract the session's latest revision and merge it (idempotent: the row decides)."""
     token = request_id_var.set(getattr(self.request, "nexus_request_id", None) or self.request.id or "")
+    job_token = job_context_var.set({"job_id": str(job_id)})
     try:
         return pipeline.job_process(job_id=job_id)
     finally:
+        job_context_var.reset(job_token)
         request_id_var.reset(token)
 
 

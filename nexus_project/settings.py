@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import secrets
 from pathlib import Path
+from typing import Any
 
 import environ
 from django.core.exceptions import ImproperlyConfigured
@@ -163,6 +164,11 @@ CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 # One message per pool slot: a long Claude call must not sit on messages others could run.
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+# Threads, sized for Claude latency: a job is ~1 s of waiting on the network and ~5 ms of CPU,
+# so ~128 threads keep ~120 calls in flight per worker process (≈ 120 extractions/s at 1 s).
+# Threads share the process's small DB pool (they release it across the Claude call).
+CELERY_WORKER_POOL = env.str("WORKER_POOL", default="threads")
+CELERY_WORKER_CONCURRENCY = env.int("WORKER_CONCURRENCY", default=128 if PRODUCTION else 16)
 # Hard/soft limits bind prefork and gevent pools only; under threads the SDK timeout (30 s)
 # and the lease (120 s) are the real bounds. Both sit above the SDK timeout so a slow but
 # healthy call is never cut.
@@ -248,6 +254,14 @@ ANTHROPIC_TIMEOUT_SECONDS = env.float("ANTHROPIC_TIMEOUT_SECONDS", default=30.0)
 ANTHROPIC_MAX_TOKENS = env.int("ANTHROPIC_MAX_TOKENS", default=512)
 # "claude" | "offline"; empty means claude when a key is set, else offline.
 EXTRACTOR = env.str("EXTRACTOR", default="")
+# USD per million tokens (input, output, cache write 5 min, cache read), from Anthropic's public
+# price list; the cost recorded per Extraction is computed from these. A model that is not
+# listed (matched by prefix, so dated ids match) is recorded at cost 0 with a warning.
+ANTHROPIC_PRICES = {
+    "claude-haiku-4-5": {"input": 1.0, "output": 5.0, "cache_write": 1.25, "cache_read": 0.10},
+    "claude-sonnet-4-5": {"input": 3.0, "output": 15.0, "cache_write": 3.75, "cache_read": 0.30},
+    "claude-opus-4-5": {"input": 5.0, "output": 25.0, "cache_write": 6.25, "cache_read": 0.50},
+}
 
 # --- HTTP -------------------------------------------------------------------------------------
 # Only the widget's sites may call the API from a browser, and only under /api/ (never admin).
@@ -328,7 +342,7 @@ CSRF_TRUSTED_ORIGINS = env.list("DJANGO_CSRF_TRUSTED_ORIGINS", default=[])
 
 # --- Logging: JSON lines with the correlation id ----------------------------------------------
 LOG_LEVEL = env.str("LOG_LEVEL", default="INFO")
-LOGGING = {
+LOGGING: dict[str, Any] = {
     "version": 1,
     "disable_existing_loggers": False,
     "filters": {"context": {"()": "ingestion.logcontext.ContextFilter"}},
@@ -349,3 +363,14 @@ LOGGING = {
 
 if DJANGO_ENV == "test":
     PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+# --- Operations: request metrics, log redaction ------------------------------------------------
+# Counts producer POSTs by outcome from their responses (ingestion/metrics.py); right inside the
+# request id so it sees every answer, rejections from parser, throttle and limits included.
+MIDDLEWARE.insert(
+    MIDDLEWARE.index("ingestion.middleware.RequestIdMiddleware") + 1,
+    "ingestion.metrics.ProducerMetricsMiddleware",
+)
+# Contact data never reaches a log line, whatever a message or an extra carries.
+LOGGING["filters"]["redact"] = {"()": "ingestion.logcontext.RedactFilter"}
+LOGGING["handlers"]["console"]["filters"].append("redact")

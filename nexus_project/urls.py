@@ -4,6 +4,7 @@ from django.contrib import admin
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
+from ingestion.ops_views import prometheus_metrics
 from ingestion.views import healthz, readyz
 
 urlpatterns = [
@@ -12,5 +13,6 @@ urlpatterns = [
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),
     path("healthz", healthz, name="healthz"),
     path("readyz", readyz, name="readyz"),
+    path("metrics", prometheus_metrics, name="metrics"),
     path("admin/", admin.site.urls),
 ]

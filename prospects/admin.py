@@ -1,13 +1,183 @@
+"""The prospect review desk: who the visitors are, how interested, and what was extracted.
+
+Prospects are a fold of their sessions' extractions (SPEC §10), so they are read-only here;
+a person changes them by re-queueing a job, not by editing fields the next merge would undo.
+"""
+
+from __future__ import annotations
+
+import csv
+from collections.abc import Iterable, Iterator
+from typing import Any
+
 from django.contrib import admin
+from django.contrib.admin.options import IncorrectLookupParameters
+from django.db.models import F, QuerySet
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect, StreamingHttpResponse
+from django.http.response import HttpResponseBase
+from django.urls import URLPattern, path, reverse
+from django.utils import timezone
+
+from ingestion.models import Job
 
 from .models import Extraction, Prospect
+
+CSV_COLUMNS = [
+    "id", "nombre", "email", "telefono", "ocupacion", "arquetipo", "nivel_interes",
+    "momento_optimo", "objeciones", "stage", "fingerprint", "session_count", "first_seen_at",
+    "last_seen_at",
+]  # fmt: skip
+
+# A spreadsheet runs a cell that starts with one of these as a formula (CSV injection); the
+# tab and carriage return variants are in OWASP's list too.
+_FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def csv_cell(value: Any) -> str:
+    """A value as a CSV cell a spreadsheet shows as text, never evaluates."""
+    if value is None:
+        return ""
+    if isinstance(value, list):
+        value = ";".join(str(v) for v in value)
+    text = value.isoformat() if hasattr(value, "isoformat") else str(value)
+    return "'" + text if text.startswith(_FORMULA_STARTS) else text
+
+
+class _Echo:
+    """csv.writer wants a file; a streaming response wants the rows back."""
+
+    def write(self, value: str) -> str:
+        return value
+
+
+def prospects_csv(prospects: Iterable[Prospect]) -> Iterator[str]:
+    writer = csv.writer(_Echo())
+    yield writer.writerow(CSV_COLUMNS)
+    for prospect in prospects:
+        yield writer.writerow([csv_cell(getattr(prospect, column)) for column in CSV_COLUMNS])
+
+
+def _csv_response(queryset: QuerySet[Prospect]) -> StreamingHttpResponse:
+    name = f"prospects-{timezone.now():%Y%m%d-%H%M%S}.csv"
+    response = StreamingHttpResponse(
+        prospects_csv(queryset.iterator(chunk_size=500)), content_type="text/csv; charset=utf-8"
+    )
+    response["Content-Disposition"] = f'attachment; filename="{name}"'
+    return response
+
+
+class ReadOnlyInline(admin.TabularInline):
+    extra = 0
+    can_delete = False
+    show_change_link = True
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+class ExtractionInline(ReadOnlyInline):
+    model = Extraction
+    fields = [
+        "created_at", "revision", "outcome", "error_category", "extractor", "prompt_version",
+        "input_tokens", "output_tokens", "cost_usd", "latency_ms", "trigger",
+    ]  # fmt: skip
+    readonly_fields = fields  # type: ignore[assignment]  # one list, both roles
+    ordering = ["-created_at"]
+
+
+class JobInline(ReadOnlyInline):
+    """The visitor's sessions, without their transcripts (those stay on the job's own page)."""
+
+    model = Job
+    fk_name = "prospect"
+    fields = [
+        "session_id", "status", "revision", "processed_revision", "attempts", "claims",
+        "error_category", "revised_at", "processed_at",
+    ]  # fmt: skip
+    readonly_fields = fields  # type: ignore[assignment]  # one list, both roles
+    ordering = ["-revised_at"]
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Job]:
+        return super().get_queryset(request).defer("messages", "metadata", "extracted")
 
 
 @admin.register(Prospect)
 class ProspectAdmin(admin.ModelAdmin):
-    list_display = ["key", "nombre", "nivel_interes", "momento_optimo", "arquetipo", "stage", "last_seen_at"]
+    list_display = [
+        "__str__", "nombre", "email", "telefono", "arquetipo", "nivel_interes", "momento_optimo",
+        "stage", "session_count", "last_seen_at",
+    ]  # fmt: skip
+    list_display_links = ["__str__"]
+    search_fields = ["nombre", "email", "telefono", "fingerprint"]
+    list_filter = ["arquetipo", "momento_optimo", "stage", "last_seen_at", "first_seen_at"]
+    # Hottest first; a prospect not yet rated sorts last, not first (PostgreSQL puts NULLs
+    # first in a descending order).
+    ordering = [F("nivel_interes").desc(nulls_last=True), "-last_seen_at"]
+    date_hierarchy = "last_seen_at"
+    readonly_fields = [
+        "key", "fingerprint", "nombre", "email", "telefono", "ocupacion", "nivel_interes",
+        "momento_optimo", "arquetipo", "objeciones", "stage", "first_seen_at", "last_seen_at",
+        "session_count", "created_at", "updated_at",
+    ]  # fmt: skip
+    inlines = [JobInline, ExtractionInline]
+    actions = ["export_selected_csv"]
+    list_per_page = 50
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def get_urls(self) -> list[URLPattern]:
+        export = path(
+            "export.csv",
+            self.admin_site.admin_view(self.export_csv_view),
+            name="prospects_prospect_export",
+        )
+        return [export, *super().get_urls()]
+
+    def export_csv_view(self, request: HttpRequest) -> HttpResponseBase:
+        """The list as filtered, searched and ordered on screen, every page of it."""
+        if not self.has_view_permission(request):
+            return HttpResponse(status=403)
+        try:
+            changelist = self.get_changelist_instance(request)
+        except IncorrectLookupParameters:
+            return HttpResponseRedirect(reverse("admin:prospects_prospect_changelist"))
+        return _csv_response(changelist.get_queryset(request))
+
+    @admin.action(description="Export selected prospects as CSV")
+    def export_selected_csv(self, request: HttpRequest, queryset: QuerySet[Prospect]) -> HttpResponseBase:
+        return _csv_response(queryset)
 
 
 @admin.register(Extraction)
 class ExtractionAdmin(admin.ModelAdmin):
-    list_display = ["job", "revision", "outcome", "extractor", "created_at"]
+    """Every extractor call, read-only: what it cost and how long it took."""
+
+    list_display = [
+        "created_at", "job", "revision", "outcome", "error_category", "extractor", "model",
+        "prompt_version", "input_tokens", "output_tokens", "cache_read_tokens", "cost_usd",
+        "latency_ms", "pipeline_latency_ms", "trigger",
+    ]  # fmt: skip
+    list_filter = ["outcome", "extractor", "prompt_version", "error_category", "created_at"]
+    search_fields = ["job__session_id", "job__id", "prospect__fingerprint"]
+    list_select_related = ["job"]
+    date_hierarchy = "created_at"
+    list_per_page = 100
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Extraction]:
+        return super().get_queryset(request).defer("job__messages", "job__metadata", "job__extracted")
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False

@@ -19,6 +19,7 @@ from django.db import connection
 from rest_framework.test import APIClient
 
 from ingestion.extraction import reset_extractor
+from ingestion.extraction.fake_server import FakeClaude
 
 
 def _redis_reachable() -> str | None:
@@ -98,6 +99,25 @@ def celery_worker(transactional_db: None, redis_client: redis.Redis, clean_cache
     ) as worker:
         yield worker
     connection.close()
+
+
+@pytest.fixture
+def fake_claude() -> Iterator[FakeClaude]:
+    with FakeClaude() as fake:
+        yield fake
+
+
+@pytest.fixture
+def claude_settings(settings: Any, fake_claude: FakeClaude) -> Iterator[Any]:
+    """Settings that make get_extractor() a ClaudeExtractor talking to the fake."""
+    settings.EXTRACTOR = "claude"
+    settings.ANTHROPIC_API_KEY = "test-key"
+    settings.ANTHROPIC_BASE_URL = fake_claude.url
+    settings.ANTHROPIC_MODEL = "claude-haiku-4-5"
+    settings.ANTHROPIC_TIMEOUT_SECONDS = 5.0
+    reset_extractor()
+    yield settings
+    reset_extractor()
 
 
 def wait_for(predicate: Callable[[], Any], timeout: float = 15.0, interval: float = 0.05) -> Any:

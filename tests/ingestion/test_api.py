@@ -79,14 +79,23 @@ def test_server_adds_metadata_from_headers_when_body_lacks_it(api):
         ("[]", None),  # not an object
         (json.dumps({"sessionId": "x"}), "messages"),
         (json.dumps({"messages": [], "sessionId": "x"}), "messages"),
-        (json.dumps({"messages": [{"role": "system", "content": "hi"}], "sessionId": "x"}), "messages[0].role"),
-        (json.dumps({"messages": [{"role": "user", "content": ""}], "sessionId": "x"}), "messages[0].content"),
+        (
+            json.dumps({"messages": [{"role": "system", "content": "hi"}], "sessionId": "x"}),
+            "messages[0].role",
+        ),
+        (
+            json.dumps({"messages": [{"role": "user", "content": ""}], "sessionId": "x"}),
+            "messages[0].content",
+        ),
         (json.dumps({"messages": [{"role": "user", "content": 5}], "sessionId": "x"}), "messages[0].content"),
         (json.dumps({"messages": "hola", "sessionId": "x"}), "messages"),
         (json.dumps({"messages": [{"role": "user", "content": "hi"}]}), "sessionId"),
         (json.dumps({"messages": [{"role": "user", "content": "hi"}], "sessionId": ""}), "sessionId"),
         (json.dumps({"messages": [{"role": "user", "content": "hi"}], "sessionId": "x" * 129}), "sessionId"),
-        (json.dumps({"messages": [{"role": "user", "content": "hi"}], "sessionId": "x", "metadata": []}), "metadata"),
+        (
+            json.dumps({"messages": [{"role": "user", "content": "hi"}], "sessionId": "x", "metadata": []}),
+            "metadata",
+        ),
         ('{"messages": [{"role": "user", "content": "hi"}], "sessionId": "x", "n": NaN}', None),
     ],
 )

@@ -22,6 +22,7 @@ def accept(messages, session_id="s-1", fingerprint="fp-1"):
     return job_accept(session_id=session_id, fingerprint=fingerprint, messages=messages, metadata={})
 
 
+@pytest.mark.redis  # the dispatch mark stays only if the broker took the task
 def test_new_session_creates_revision_one_pending_and_dispatched():
     result = accept(ONE)
 
@@ -79,6 +80,7 @@ def test_longer_transcript_bumps_revision_and_resets_counters():
     )  # fmt: skip
 
 
+@pytest.mark.redis  # the dispatch mark stays only if the broker took the task
 def test_new_revision_while_dispatch_outstanding_does_not_publish_again():
     accept(ONE)
 
@@ -115,6 +117,7 @@ def test_purged_transcript_still_detects_duplicates_and_late_retries():
     assert accept(ONE).outcome is Outcome.STALE
 
 
+@pytest.mark.redis  # the dispatch mark stays only if the broker took the task
 def test_sweeper_finds_lost_pending_and_expired_leases_only():
     now = timezone.now()
     lost = Job.objects.get(id=accept(ONE, session_id="lost").job_id)

@@ -1,0 +1,89 @@
+# NEXUS ingestion: the verbs people reach for. `make run` and `make test` work on a fresh
+# machine with Python 3.11 (or python3) and nothing else configured.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON_BOOTSTRAP ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip
+# Copies of what was last installed: reinstall only when the requirement files change.
+# They live in var/ (this checkout's own state), and creating the venv deletes them.
+STAMPS := var/make
+RUNTIME_STAMP := $(STAMPS)/requirements.txt
+DEV_STAMP := $(STAMPS)/requirements-dev.txt
+CELERY := $(VENV)/bin/celery -A nexus_project
+
+.PHONY: help run test lint fmt migrate shell web worker beat flower clean deps dev-deps
+
+help:
+	@echo "make run      migrate, then web :8000, worker, beat and Flower :5555 in the foreground"
+	@echo "make test     install test tools and run the pytest suite (PYTEST_ARGS=... to select)"
+	@echo "make lint     ruff check, ruff format --check, mypy"
+	@echo "make fmt      ruff format and ruff check --fix"
+	@echo "make migrate | shell | web | worker | beat | flower   one part alone"
+	@echo "make clean    caches and build litter (keeps var/: database, valkey data, secrets)"
+
+$(PY):
+	$(PYTHON_BOOTSTRAP) -m venv $(VENV)
+	$(PIP) install --quiet --upgrade pip
+	rm -f $(RUNTIME_STAMP) $(DEV_STAMP)
+
+deps: $(PY)
+	@mkdir -p $(STAMPS)
+	@if ! cmp -s requirements.txt $(RUNTIME_STAMP); then \
+		echo "installing requirements.txt into $(VENV)"; \
+		$(PIP) install --quiet --disable-pip-version-check -r requirements.txt && cp requirements.txt $(RUNTIME_STAMP); \
+	fi
+
+dev-deps: deps
+	@if ! cat requirements.txt requirements-dev.txt | cmp -s - $(DEV_STAMP); then \
+		echo "installing requirements-dev.txt into $(VENV)"; \
+		$(PIP) install --quiet --disable-pip-version-check -r requirements-dev.txt \
+			&& cat requirements.txt requirements-dev.txt > $(DEV_STAMP); \
+	fi
+
+run: deps
+	$(PY) -m nexus_project.devrun
+
+test: dev-deps
+	$(VENV)/bin/pytest $(PYTEST_ARGS)
+
+lint: dev-deps
+	@rc=0; \
+	$(VENV)/bin/ruff check . || rc=1; \
+	$(VENV)/bin/ruff format --check . || rc=1; \
+	$(VENV)/bin/mypy . || rc=1; \
+	exit $$rc
+
+fmt: dev-deps
+	$(VENV)/bin/ruff format .
+	$(VENV)/bin/ruff check --fix .
+
+migrate: deps
+	$(PY) manage.py migrate --noinput
+
+shell: deps
+	$(PY) manage.py shell
+
+# One part alone. These use the environment as it is: without REDIS_URL the settings point at
+# the embedded valkey port (6390), which only `make run` starts; set REDIS_URL to use another.
+# gunicorn.conf.py assumes production when DJANGO_ENV is unset; this verb is for development.
+web: deps
+	DJANGO_ENV=$${DJANGO_ENV:-development} $(VENV)/bin/gunicorn nexus_project.wsgi:application -c gunicorn.conf.py
+
+worker: deps
+	$(CELERY) worker --loglevel INFO
+
+beat: deps
+	$(CELERY) beat --loglevel INFO
+
+# Flower reads FLOWER_BASIC_AUTH from the environment; `make run`'s dev credential is reused.
+flower: deps
+	@if [ -z "$${FLOWER_BASIC_AUTH:-}" ] && [ -f var/flower_basic_auth ]; then \
+		export FLOWER_BASIC_AUTH="$$(cat var/flower_basic_auth)"; fi; \
+	$(CELERY) flower --port=$${FLOWER_PORT:-5555} --address=127.0.0.1 --max_tasks=10000
+
+clean:
+	rm -rf .pytest_cache .mypy_cache .ruff_cache $(STAMPS)
+	find . -path ./$(VENV) -prune -o -name __pycache__ -type d -prune -exec rm -rf {} +

