@@ -42,7 +42,7 @@ class FailOpenRateThrottle(SimpleRateThrottle):
         self.num_requests, self.duration = self.parse_rate(self.rate)
 
     def get_rate(self) -> str | None:
-        rate = (api_settings.DEFAULT_THROTTLE_RATES or {}).get(self.scope)
+        rate = (api_settings.DEFAULT_THROTTLE_RATES or {}).get(self.scope or "")
         if not rate or str(rate).strip().lower() in {"none", "off", "0"}:
             return None
         return str(rate)
