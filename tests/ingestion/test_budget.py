@@ -5,15 +5,16 @@ from __future__ import annotations
 
 import logging
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 from django.utils import timezone
 
-from ingestion import budget
+from ingestion import budget, pipeline
 from ingestion.models import Job, JobStatus
 from ingestion.services import job_accept, jobs_due_for_dispatch
 from prospects.models import Extraction
-from tests.conftest import SEED_MESSAGES
+from tests.conftest import SEED_MESSAGES, producer_body, transcript, wait_for
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.redis]
 
@@ -117,3 +118,25 @@ def test_a_completed_job_is_not_reopened_by_a_deferral(caps):
 
     assert not budget.job_defer_for_budget(job_id=job.id, seconds=60)
     assert Job.objects.get(id=job.id).status == JobStatus.COMPLETED
+
+
+PIPELINE_HOOKED = "budget_defer_seconds" in Path(pipeline.__file__).read_text()
+
+
+@pytest.mark.skipif(not PIPELINE_HOOKED, reason="pipeline.job_process does not call ingestion.budget yet")
+def test_worker_leaves_a_session_over_its_cap_pending_until_midnight(api, celery_worker, caps):
+    caps(per_session=1)
+    api.post("/api/nexus/producer", producer_body(transcript("Hola"), session_id="cap-1"), format="json")
+    job = wait_for(lambda: Job.objects.filter(session_id="cap-1", status=JobStatus.COMPLETED).first())
+
+    longer = transcript("Hola", "¿Cómo te llamas?", "Me llamo Ana")
+    api.post("/api/nexus/producer", producer_body(longer, session_id="cap-1"), format="json")
+
+    deferred = wait_for(
+        lambda: Job.objects.filter(id=job.id, status=JobStatus.PENDING, next_attempt_at__isnull=False).first()
+    )
+    assert deferred.next_attempt_at == pytest.approx(
+        timezone.now() + timedelta(seconds=seconds_to_midnight()), abs=timedelta(seconds=10)
+    )
+    assert deferred.processed_revision == 1 and deferred.revision == 2
+    assert Extraction.objects.filter(job=job).count() == 1  # no second Claude call
