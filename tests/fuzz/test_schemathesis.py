@@ -20,6 +20,7 @@ from hypothesis import settings as hypothesis_settings
 from schemathesis import GenerationMode
 
 from ingestion.models import Job
+from tests.fuzz.conftest import REPORT
 
 pytestmark = [pytest.mark.fuzz, pytest.mark.redis, pytest.mark.django_db(transaction=True)]
 
@@ -78,7 +79,9 @@ def report(label: str, statuses: Counter[int]) -> float:
     ok = sum(n for code, n in statuses.items() if 200 <= code < 300)
     share = ok / total if total else 0.0
     counts = dict(sorted(statuses.items()))
-    print(f"\n[fuzz] {label}: {total} requests, statuses {counts}, 2xx share {share:.1%}")
+    line = f"[fuzz] {label}: {total} requests, statuses {counts}, 2xx share {share:.1%}"
+    print(line)
+    REPORT.append(line)
     return share
 
 
