@@ -48,8 +48,30 @@ def postprocess_strict_request(result: dict[str, Any], generator: Any, **kwargs:
         "deep; no NUL characters or unpaired surrogates in keys or values. The server adds "
         "enqueuedAt, and url/userAgent from the Referer/User-Agent headers when absent."
     )
+    _document_headers(result)
     request["description"] = (
         f"The whole conversation so far. The body may be at most {limits['MAX_BODY_BYTES']} bytes "
         "(413 beyond). Unknown properties are refused (400), not ignored."
     )
     return result
+
+
+_ACCEPTED_HEADERS = {
+    "X-Message-Id": {"schema": {"type": "string"}, "description": "This request's messageId."},
+    "X-Queue-Id": {"schema": {"type": "string", "format": "uuid"}, "description": "The job's queueId."},
+    "Location": {"schema": {"type": "string"}, "description": "/api/nexus/jobs/<queueId>"},
+}
+_RETRY_AFTER = {
+    "Retry-After": {"schema": {"type": "integer"}, "description": "Seconds until a retry may succeed."}
+}
+
+
+def _document_headers(result: dict[str, Any]) -> None:
+    """Response headers drf-spectacular cannot see: the 202's ids and the 429's Retry-After."""
+    for operations in result.get("paths", {}).values():
+        for operation in operations.values():
+            responses = operation.get("responses", {}) if isinstance(operation, dict) else {}
+            if "202" in responses:
+                responses["202"]["headers"] = _ACCEPTED_HEADERS
+            if "429" in responses:
+                responses["429"]["headers"] = _RETRY_AFTER

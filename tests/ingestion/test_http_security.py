@@ -93,6 +93,9 @@ def test_served_schema_is_strict(api, settings):
     assert role["enum"] == ["user", "assistant"]
     post = schema["paths"]["/api/nexus/producer"]["post"]
     assert {"202", "400", "409", "413", "429"} <= set(post["responses"])
+    assert {"X-Queue-Id", "Location"} <= set(post["responses"]["202"]["headers"])
+    assert "Retry-After" in post["responses"]["429"]["headers"]
+    assert post["responses"]["400"]["content"]["application/json"]["schema"]["$ref"].endswith("/Error")
     assert "/api/nexus/jobs/{queue_id}" in schema["paths"]
 
 
