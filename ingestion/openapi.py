@@ -15,6 +15,8 @@ from rest_framework.permissions import BasePermission
 from rest_framework.request import Request
 from rest_framework.views import APIView
 
+from .serializers import ID_PATTERN
+
 
 class DocsAccess(BasePermission):
     """Schema and docs: anyone when ``NEXUS_PUBLIC_DOCS`` (development), else staff only."""
@@ -36,6 +38,8 @@ def postprocess_strict_request(result: dict[str, Any], generator: Any, **kwargs:
         return result
     request["additionalProperties"] = False
     message["additionalProperties"] = False
+    for name in ("sessionId", "fingerprint"):
+        _set_pattern(request["properties"][name], ID_PATTERN)
     messages = request["properties"]["messages"]
     messages.update(minItems=1, maxItems=limits["MAX_MESSAGES"])
     content = message["properties"]["content"]
@@ -54,6 +58,13 @@ def postprocess_strict_request(result: dict[str, Any], generator: Any, **kwargs:
         "(413 beyond). Unknown properties are refused (400), not ignored."
     )
     return result
+
+
+def _set_pattern(schema: dict[str, Any], pattern: str) -> None:
+    """The id pattern in its ECMA form, wherever spectacular put the validator's (\\Z) form."""
+    for option in [schema, *schema.get("oneOf", [])]:
+        if "pattern" in option:
+            option["pattern"] = pattern
 
 
 _ACCEPTED_HEADERS = {

@@ -17,8 +17,12 @@ from rest_framework import serializers
 
 # Ids end up in cache keys, log lines and the admin: plain characters only, so they cannot
 # smuggle control characters, markup or whitespace look-alikes.
+# ID_PATTERN is the schema's (ECMA) form; the validator ends with \Z because Python's $ also
+# matches before a trailing newline, which would let "abc\n" through.
 ID_PATTERN = r"^[A-Za-z0-9._:-]+$"
-_ID_CHARSET = RegexValidator(ID_PATTERN, "Only letters, digits and . _ : - are allowed.", "invalid_charset")
+_ID_CHARSET = RegexValidator(
+    ID_PATTERN[:-1] + r"\Z", "Only letters, digits and . _ : - are allowed.", "invalid_charset"
+)
 # NUL cannot be stored in PostgreSQL text/jsonb, and a lone surrogate cannot be encoded as
 # UTF-8: either would turn into a 500 further down, so both are refused at the door.
 _UNSTORABLE = re.compile("[\x00\ud800-\udfff]")

@@ -36,6 +36,8 @@ def assert_refused(response, status: int, field: str | None = None) -> dict:
         ({"sessionId": "<script>"}, "sessionId"),
         ({"sessionId": "s\u00e9"}, "sessionId"),
         ({"sessionId": "x" * 10_000}, "sessionId"),
+        ({"sessionId": "abc\n"}, "sessionId"),  # Python's $ matches before a final newline
+        ({"fingerprint": "fp\n"}, "fingerprint"),
         ({"fingerprint": "fp/../../etc"}, "fingerprint"),
         ({"fingerprint": "f" * 129}, "fingerprint"),
         ({"fingerprint": 123}, "fingerprint"),
