@@ -134,7 +134,12 @@ class ProducerRequestSerializer(serializers.Serializer):
     messages = MessageListSerializer(child=MessageSerializer(), allow_empty=False)
     sessionId = StrictCharField(min_length=1, max_length=128, trim_whitespace=False, validators=[_ID_CHARSET])
     fingerprint = StrictCharField(
-        required=False, allow_blank=True, max_length=128, default="", validators=[_ID_CHARSET]
+        required=False,
+        allow_blank=True,
+        max_length=128,
+        default="",
+        trim_whitespace=False,  # ids are exact: "fp\n" is refused, not silently another id
+        validators=[_ID_CHARSET],
     )
     metadata = MetadataField(required=False, default=dict)
 
