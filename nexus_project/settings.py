@@ -267,6 +267,12 @@ ANTHROPIC_PRICES = {
 # Only the widget's sites may call the API from a browser, and only under /api/ (never admin).
 CORS_ALLOWED_ORIGINS = env.list("CORS_ALLOWED_ORIGINS", default=[])
 CORS_URLS_REGEX = r"^/api/.*$"
+# The widget only reads health and posts; credentials are never sent (the API has no cookies).
+CORS_ALLOW_METHODS = ["GET", "POST", "OPTIONS"]
+CORS_ALLOW_CREDENTIALS = False
+# The widget may send its own correlation id, and its script may read the ids we answer with.
+CORS_ALLOW_HEADERS = ["accept", "content-type", "x-request-id"]
+CORS_EXPOSE_HEADERS = ["x-request-id", "x-message-id", "x-queue-id", "location", "retry-after"]
 
 
 def _rate(name: str, default: str) -> str | None:

@@ -32,12 +32,23 @@ def test_preflight_from_allowed_origin_is_answered(api, cors):
         URL,
         HTTP_ORIGIN=ALLOWED,
         HTTP_ACCESS_CONTROL_REQUEST_METHOD="POST",
-        HTTP_ACCESS_CONTROL_REQUEST_HEADERS="content-type",
+        HTTP_ACCESS_CONTROL_REQUEST_HEADERS="content-type, x-request-id",
     )
 
     assert response.status_code == 200
     assert response["Access-Control-Allow-Origin"] == ALLOWED
     assert "POST" in response["Access-Control-Allow-Methods"]
+    assert "x-request-id" in response["Access-Control-Allow-Headers"]
+    assert "Access-Control-Allow-Credentials" not in response
+
+
+def test_widget_can_read_the_ids_it_is_answered_with(api, cors):
+    response = api.post(URL, producer_body(), format="json", HTTP_ORIGIN=ALLOWED)
+
+    exposed = response["Access-Control-Expose-Headers"].lower()
+    assert {"x-queue-id", "x-message-id", "location", "retry-after"} <= set(
+        exposed.replace(" ", "").split(",")
+    )
 
 
 def test_disallowed_origin_gets_no_cors_headers(api, cors):
