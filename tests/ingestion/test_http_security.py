@@ -4,6 +4,7 @@ development, staff-only in production; no personal data on the public jobs endpo
 from __future__ import annotations
 
 import json
+import logging
 
 import pytest
 
@@ -124,3 +125,15 @@ def test_job_endpoint_shows_error_category_never_the_transcript(api):
     assert body["errorCategory"] == "invalid_output"
     text = json.dumps(body)
     assert "ana@example.com" not in text and "600123456" not in text and "Ana" not in text
+
+
+def test_no_transcript_or_contact_data_reaches_the_logs(api, caplog):
+    secret = "Me llamo Ana Ruiz, ana.ruiz@example.com, +34 600 123 456"
+    with caplog.at_level(logging.DEBUG):
+        api.post(URL, producer_body(transcript(secret)), format="json")
+        api.post(URL, producer_body([{"role": "system", "content": secret}]), format="json")  # a 400
+        api.post(URL, producer_body(transcript(secret), fingerprint="bad fp"), format="json")  # a 400
+
+    logged = caplog.text + " ".join(str(r.__dict__) for r in caplog.records)
+    for fragment in ("Ana Ruiz", "ana.ruiz@example.com", "600 123 456"):
+        assert fragment not in logged
