@@ -14,13 +14,14 @@ RUNTIME_STAMP := $(STAMPS)/requirements.txt
 DEV_STAMP := $(STAMPS)/requirements-dev.txt
 CELERY := $(VENV)/bin/celery -A nexus_project
 
-.PHONY: help run test lint fmt migrate shell web worker beat flower clean deps dev-deps
+.PHONY: help run test lint fmt bench migrate shell web worker beat flower clean deps dev-deps
 
 help:
 	@echo "make run      migrate, then web :8000, worker, beat and Flower :5555 in the foreground"
 	@echo "make test     install test tools and run the pytest suite (PYTEST_ARGS=... to select)"
 	@echo "make lint     ruff check, ruff format --check, mypy"
 	@echo "make fmt      ruff format and ruff check --fix"
+	@echo "make bench    issue 7 figures as one JSON document (real gunicorn, worker, PostgreSQL, Redis; ~6 min)"
 	@echo "make migrate | shell | web | worker | beat | flower   one part alone"
 	@echo "make clean    caches and build litter (keeps var/: database, valkey data, secrets)"
 
@@ -87,3 +88,11 @@ flower: deps
 clean:
 	rm -rf .pytest_cache .mypy_cache .ruff_cache $(STAMPS)
 	find . -path ./$(VENV) -prune -o -name __pycache__ -type d -prune -exec rm -rf {} +
+
+# Performance figures with same-run references, one JSON document on stdout (progress on
+# stderr). Uses DATABASE_URL / REDIS_URL when set, else local PostgreSQL (database nexus_bench)
+# and Redis on 6379; installs wrk with apt-get when it is missing. BENCH_ARGS="--scale 0.3"
+# for a quick run. See bench/README.md.
+bench:
+	@$(MAKE) --no-print-directory dev-deps >&2  # stdout carries only the JSON document
+	@$(PY) -m bench $(BENCH_ARGS)

@@ -180,20 +180,25 @@ def _record_extraction(
         "trigger": claim.trigger,
         "outcome": ExtractionOutcome.OK,
     }
-    if Extraction.objects.filter(**identity).exists():
-        return  # the same revision re-run by a plain re-queue: the record already stands
-    Extraction.objects.create(
-        **identity,
-        prospect_id=job.prospect_id,
-        extractor=result.extractor,
-        model=result.model,
-        stop_reason=result.stop_reason,
-        **_usage_fields(result.usage),
-        cost_usd=result.cost_usd,
-        latency_ms=result.latency_ms,
-        pipeline_latency_ms=_pipeline_latency_ms(job, now),
-        result=result.data,
-        merged=merged,
+    # ON CONFLICT DO NOTHING against the once-per-revision constraint: the same revision re-run
+    # by a plain re-queue keeps its first record, in one statement instead of a check + insert.
+    Extraction.objects.bulk_create(
+        [
+            Extraction(
+                **identity,
+                prospect_id=job.prospect_id,
+                extractor=result.extractor,
+                model=result.model,
+                stop_reason=result.stop_reason,
+                **_usage_fields(result.usage),
+                cost_usd=result.cost_usd,
+                latency_ms=result.latency_ms,
+                pipeline_latency_ms=_pipeline_latency_ms(job, now),
+                result=result.data,
+                merged=merged,
+            )
+        ],
+        ignore_conflicts=True,
     )
 
 

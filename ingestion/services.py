@@ -17,7 +17,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import Q
 from django.utils import timezone
 
@@ -79,15 +79,22 @@ def job_accept(
     """Record a POSTed transcript in the session's ledger row (SPEC §4 POST semantics)."""
     now = timezone.now()
     digest = transcript_hash(messages)
+    # A new session is one statement (INSERT … ON CONFLICT DO NOTHING RETURNING), committed on
+    # its own: no BEGIN/SELECT/COMMIT round trips on the path every conversation starts with.
+    job = _insert_job(session_id, fingerprint, messages, digest, metadata, now)
+    if job is not None:
+        _publish_on_commit(job.id)
+        return Acceptance(job.id, Outcome.CREATED, 1, dispatched=True)
     with transaction.atomic():
         job = _lock_job(session_id)
-        if job is None:
+        if job is None:  # the row was deleted since our INSERT met it: this POST starts it again
             job = _insert_job(session_id, fingerprint, messages, digest, metadata, now)
-            if job is not None:
+            if job is None:
+                job = _lock_job(session_id)
+                assert job is not None
+            else:
                 _publish_on_commit(job.id)
                 return Acceptance(job.id, Outcome.CREATED, 1, dispatched=True)
-            job = _lock_job(session_id)  # lost the insert race: the other row is ours now
-            assert job is not None
 
         if job.fingerprint != fingerprint:
             raise FingerprintConflict()
@@ -149,7 +156,9 @@ def _insert_job(
     metadata: dict[str, Any],
     now: datetime,
 ) -> Job | None:
-    """INSERT … ON CONFLICT DO NOTHING: the new row, or None when another request won."""
+    """INSERT … ON CONFLICT DO NOTHING RETURNING: the new row, or None when the session exists.
+
+    One round trip; the column list comes from the model, so it follows migrations."""
     job = Job(
         session_id=session_id,
         fingerprint=fingerprint,
@@ -163,9 +172,18 @@ def _insert_job(
         created_at=now,
         updated_at=now,
     )
-    Job.objects.bulk_create([job], ignore_conflicts=True)
-    # bulk_create cannot tell whether the row went in; our client-side uuid can.
-    return job if Job.objects.filter(id=job.id).exists() else None
+    fields = Job._meta.concrete_fields
+    values = [f.get_db_prep_save(f.pre_save(job, True), connection) for f in fields]
+    columns = ", ".join(connection.ops.quote_name(f.column) for f in fields)
+    placeholders = ", ".join(["%s"] * len(fields))
+    sql = (
+        f"INSERT INTO {Job._meta.db_table} ({columns}) VALUES ({placeholders}) "  # noqa: S608 - model names
+        "ON CONFLICT (session_id) DO NOTHING RETURNING id"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, values)
+        inserted = cursor.fetchone() is not None
+    return job if inserted else None
 
 
 def _is_stale_prefix(job: Job, messages: list[dict[str, str]]) -> bool:

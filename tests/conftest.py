@@ -64,11 +64,20 @@ def redis_client() -> redis.Redis:
 
 @pytest.fixture
 def clean_cache(redis_client: redis.Redis) -> Iterator[None]:
-    from django.core.cache import cache
+    """Forget this run's cache keys (breaker, heartbeat, alerts, throttles) around a test.
 
-    cache.clear()
+    Only keys under this run's prefix: Django's cache.clear() is FLUSHDB, which would also
+    wipe other runs' queues and data on a shared Redis.
+    """
+
+    def forget() -> None:
+        prefix = settings.CACHES["default"]["KEY_PREFIX"]
+        for key in redis_client.scan_iter(match=f"{prefix}:*", count=500):
+            redis_client.delete(key)
+
+    forget()
     yield
-    cache.clear()
+    forget()
 
 
 @pytest.fixture

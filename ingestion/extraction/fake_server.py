@@ -501,6 +501,9 @@ def _normalise_step(step: Any) -> tuple[str, Any]:
 class _Handler(BaseHTTPRequestHandler):
     fake: FakeClaude
     protocol_version = "HTTP/1.1"  # keep-alive, as the SDK's connection pool expects
+    # Headers and body go out in two writes: without TCP_NODELAY, Nagle plus the client's
+    # delayed ACK stalls every answer ~40 ms, which would make the fake slower than its latency knob.
+    disable_nagle_algorithm = True
     timeout = 120  # an idle keep-alive connection frees its thread eventually
 
     def log_message(self, format: str, *args: Any) -> None:

@@ -1,0 +1,708 @@
+"""`python -m bench`: run the seven figures of issue 7 and print one JSON document.
+
+It starts its own fake Claude server, gunicorn and Celery worker processes on free ports,
+against real PostgreSQL (its own database, ``nexus_bench`` by default) and Redis (its own
+queue name and cache prefix), and stops everything it started on exit, error or Ctrl-C.
+DATABASE_URL / REDIS_URL are used when set. See bench/README.md for what each figure means.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import random
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+ROOT = Path(__file__).resolve().parent.parent
+BENCH = Path(__file__).resolve().parent
+PY = sys.executable
+BIN = Path(PY).parent
+
+RUN_ID = uuid.uuid4().hex[:8]
+QUEUE = f"nexus-bench-{RUN_ID}"
+
+
+def log(message: str) -> None:
+    print(f"[bench {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
+# --- environment ------------------------------------------------------------------------------
+def bench_env(args: argparse.Namespace, fake_port: int, static_root: str) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update(
+        {
+            "DJANGO_SETTINGS_MODULE": "bench.settings",
+            "DJANGO_ENV": "production",
+            "DJANGO_SECRET_KEY": "bench-only-" + "x" * 50,
+            "DJANGO_ALLOWED_HOSTS": "127.0.0.1,localhost",
+            # Plain HTTP on loopback: no TLS redirect (production sits behind a TLS proxy).
+            "DJANGO_SECURE_SSL_REDIRECT": "false",
+            "DJANGO_STATIC_ROOT": static_root,
+            "DATABASE_URL": args.database_url,
+            "REDIS_URL": args.redis_url,
+            "CELERY_TASK_DEFAULT_QUEUE": QUEUE,
+            "CACHE_KEY_PREFIX": QUEUE,
+            "BENCH_COUNTER_KEY": f"noop-count-{RUN_ID}",
+            "EXTRACTOR": "claude",
+            "ANTHROPIC_API_KEY": "bench",
+            "ANTHROPIC_BASE_URL": f"http://127.0.0.1:{fake_port}",
+            # Throttling (if the app has it) would cap the load generator, not measure the app.
+            "NEXUS_THROTTLE_ENABLED": "false",
+            "NEXUS_THROTTLE_RATE": "",
+            "PYTHONUNBUFFERED": "1",
+        }
+    )
+    if args.web_concurrency:
+        env["WEB_CONCURRENCY"] = str(args.web_concurrency)
+    if args.worker_concurrency:
+        env["WORKER_CONCURRENCY"] = str(args.worker_concurrency)
+    return env
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def ensure_wrk() -> str:
+    found = shutil.which("wrk")
+    if found:
+        return found
+    if os.geteuid() == 0 and shutil.which("apt-get"):
+        log("wrk not found; installing it with apt-get")
+        subprocess.run(["apt-get", "install", "-y", "wrk"], check=False, capture_output=True)
+        if not shutil.which("wrk"):
+            subprocess.run(["apt-get", "update"], check=False, capture_output=True)
+            subprocess.run(["apt-get", "install", "-y", "wrk"], check=True, capture_output=True)
+        found = shutil.which("wrk")
+    if not found:
+        raise SystemExit("wrk is needed: apt-get install wrk (or your platform's package)")
+    return found
+
+
+def ensure_database(url: str) -> None:
+    import psycopg
+
+    parts = urlsplit(url)
+    name = parts.path.lstrip("/")
+    admin = urlunsplit(parts._replace(path="/postgres", scheme="postgresql"))
+    with psycopg.connect(admin, autocommit=True) as conn:
+        if conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name]).fetchone() is None:
+            conn.execute(f'CREATE DATABASE "{name}"')
+
+
+# --- processes --------------------------------------------------------------------------------
+class Processes:
+    """Everything the bench started, each in its own process group, stopped in reverse order."""
+
+    def __init__(self, logdir: Path, env: dict[str, str]) -> None:
+        self.logdir, self.env = logdir, env
+        self.procs: dict[str, subprocess.Popen[bytes]] = {}
+        self.offsets: dict[str, int] = {}
+
+    def start(self, name: str, cmd: list[str]) -> subprocess.Popen[bytes]:
+        path = self.logdir / f"{name}.log"
+        self.offsets[name] = path.stat().st_size if path.exists() else 0
+        out = path.open("ab")
+        proc = subprocess.Popen(
+            cmd, cwd=ROOT, env=self.env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+        )
+        out.close()
+        self.procs[name] = proc
+        return proc
+
+    def log_since_start(self, name: str) -> str:
+        path = self.logdir / f"{name}.log"
+        with path.open("rb") as f:
+            f.seek(self.offsets.get(name, 0))
+            return f.read().decode(errors="replace")
+
+    def stop(self, name: str, timeout: float = 20.0) -> None:
+        proc = self.procs.pop(name, None)
+        if proc is None or proc.poll() is not None:
+            return
+        try:
+            os.killpg(proc.pid, signal.SIGTERM)
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(5)
+        except ProcessLookupError:
+            pass
+
+    def stop_all(self) -> None:
+        for name in reversed(list(self.procs)):
+            self.stop(name, timeout=10)
+
+
+def wait_until(check: Callable[[], bool], timeout: float, what: str, interval: float = 0.1) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if check():
+                return
+        except OSError:
+            pass
+        time.sleep(interval)
+    raise RuntimeError(f"timed out waiting for {what}")
+
+
+def http_json(url: str, payload: Any = None) -> Any:
+    data = None if payload is None else json.dumps(payload).encode()
+    request = urllib.request.Request(url, data=data, headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=5) as response:
+        return json.loads(response.read())
+
+
+def descendants(pid: int) -> list[int]:
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, IndexError, ValueError):
+            continue
+        children.setdefault(ppid, []).append(int(entry.name))
+    found, stack = [], [pid]
+    while stack:
+        current = stack.pop()
+        found.append(current)
+        stack.extend(children.get(current, []))
+    return found
+
+
+def peak_rss_mb(pid: int) -> dict[str, float]:
+    """Peak RSS (VmHWM) of a process tree: the largest process and the sum."""
+    peaks = []
+    for p in descendants(pid):
+        try:
+            status = Path(f"/proc/{p}/status").read_text()
+        except OSError:
+            continue
+        match = re.search(r"VmHWM:\s+(\d+) kB", status)
+        if match:
+            peaks.append(int(match.group(1)) / 1024)
+    return {
+        "max_process_mb": round(max(peaks, default=0), 1),
+        "sum_mb": round(sum(peaks), 1),
+        "processes": len(peaks),
+    }
+
+
+def ratio(value: float | None, reference: float | None) -> float | None:
+    if not value or not reference:
+        return None
+    return round(value / reference, 3)
+
+
+# --- the bench --------------------------------------------------------------------------------
+class Bench:
+    def __init__(self, args: argparse.Namespace) -> None:
+        self.args = args
+        self.scale = args.scale
+        self.fake_port, self.web_port = free_port(), free_port()
+        self.tmp = Path(tempfile.mkdtemp(prefix="nexus-bench-"))
+        self.env = bench_env(args, self.fake_port, str(self.tmp / "static"))
+        self.procs = Processes(self.tmp, self.env)
+        self.fake_url = f"http://127.0.0.1:{self.fake_port}"
+        self.web = f"http://127.0.0.1:{self.web_port}"
+        self.wrk = ensure_wrk()
+        self.worker_concurrency = 0
+        self.web_workers = 0
+
+    # setup -----------------------------------------------------------------------------------
+    def setup(self) -> None:
+        ensure_database(self.args.database_url)
+        subprocess.run(
+            [PY, "manage.py", "migrate", "--noinput", "-v", "0"], cwd=ROOT, env=self.env, check=True
+        )
+        os.environ.update(self.env)
+        import django
+
+        django.setup()
+        from django.conf import settings
+        from django.db import connection
+
+        from bench.views import CREATE_REF_TABLE
+
+        with connection.cursor() as cursor:
+            cursor.execute(CREATE_REF_TABLE)
+        self.worker_concurrency = settings.CELERY_WORKER_CONCURRENCY
+        # gunicorn.conf.py's default (2 x CPUs) unless WEB_CONCURRENCY says otherwise.
+        self.web_workers = int(self.env.get("WEB_CONCURRENCY") or 2 * (os.cpu_count() or 1))
+        self.settings = settings
+
+    def start_fake(self) -> None:
+        self.procs.start(
+            "fake", [PY, "-m", "ingestion.extraction.fake_server", "--port", str(self.fake_port)]
+        )
+        wait_until(lambda: http_json(f"{self.fake_url}/_fake/stats") is not None, 15, "fake Claude")
+
+    def fake(self, path: str, payload: Any = None) -> Any:
+        return http_json(f"{self.fake_url}/_fake/{path}", payload)
+
+    def start_web(self) -> None:
+        cmd = [str(BIN / "gunicorn"), "nexus_project.wsgi:application"]
+        if (ROOT / "gunicorn.conf.py").exists():
+            cmd += ["-c", "gunicorn.conf.py"]
+        else:
+            cmd += ["--workers", str(self.web_workers)]
+        cmd += ["--bind", f"127.0.0.1:{self.web_port}"]
+        self.procs.start("web", cmd)
+        wait_until(
+            lambda: urllib.request.urlopen(f"{self.web}/healthz", timeout=2).status == 200, 30, "gunicorn"
+        )
+
+    def start_worker(self) -> None:
+        cmd = [
+            str(BIN / "celery"), "-A", "nexus_project", "worker",
+            "--pool", self.settings.CELERY_WORKER_POOL,
+            "--concurrency", str(self.worker_concurrency),
+            "--loglevel", "INFO", "-n", f"bench-{RUN_ID}@%h",
+        ]  # fmt: skip
+        self.procs.start("worker", cmd)
+        wait_until(lambda: " ready." in self.procs.log_since_start("worker"), 60, "celery worker", 0.05)
+
+    def reset_state(self) -> None:
+        """Empty the bench database tables and this run's queue."""
+        from django.core.cache import cache
+        from django.db import connection
+
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "TRUNCATE ingestion_job, prospects_extraction, prospects_prospect, bench_ref_event CASCADE"
+            )
+        client = cache._cache.get_client(write=True)  # type: ignore[attr-defined]
+        for key in client.scan_iter(match=f"{QUEUE}*"):
+            client.delete(key)
+
+    # figure 1 --------------------------------------------------------------------------------
+    def wrk_run(self, path: str, seconds: float) -> dict[str, Any]:
+        out = subprocess.run(
+            [self.wrk, "-t1", "-c32", f"-d{max(1, round(seconds))}s", "-s", str(BENCH / "post.lua"),
+             f"{self.web}{path}", "--", f"{RUN_ID}-{random.randint(0, 10**9)}"],
+            capture_output=True, text=True, check=True,
+        )  # fmt: skip
+        line = next(x for x in out.stdout.splitlines() if x.startswith("WRKJSON "))
+        return json.loads(line[len("WRKJSON ") :])
+
+    def paced(self, path: str, rate: float, seconds: float) -> dict[str, Any]:
+        from bench import loadgen
+
+        rng = random.Random(7)
+
+        def make(i: int) -> tuple[str, bytes]:
+            session = f"paced-{RUN_ID}-{path.strip('/').replace('/', '-')}-{i}"
+            return session, loadgen.producer_body(session, loadgen.conversation(rng))
+
+        result = asyncio.run(loadgen.paced("127.0.0.1", self.web_port, path, rate, seconds, make))
+        return {
+            "rate": round(rate, 1),
+            "requests": len(result.latencies_ms),
+            "errors": result.errors,
+            "statuses": result.statuses,
+            "p50_ms": loadgen.percentile(result.latencies_ms, 50),
+            "p99_ms": loadgen.percentile(result.latencies_ms, 99),
+        }
+
+    def figure_1(self) -> dict[str, Any]:
+        seconds = 10 * self.scale
+        routes = {"producer": "/api/nexus/producer", "plain": "/bench/plain", "floor": "/bench/floor"}
+        runs: dict[str, dict[str, Any]] = {}
+        for name, path in routes.items():
+            self.reset_state()
+            self.wrk_run(path, 2)  # warm-up: imports, pools, caches
+            self.reset_state()
+            runs[name] = self.wrk_run(path, seconds)
+            log(f"figure 1 {name}: {runs[name]}")
+        half = runs["producer"]["rps"] / 2
+        self.reset_state()
+        at_half = self.paced(routes["producer"], half, seconds)
+        self.reset_state()
+        floor_at_half = self.paced(routes["floor"], half, seconds)
+        log(f"figure 1 at half rate: producer {at_half} floor {floor_at_half}")
+        vs_plain = ratio(runs["producer"]["rps"], runs["plain"]["rps"])
+        vs_floor = ratio(runs["producer"]["rps"], runs["floor"]["rps"])
+        return {
+            "what": "POST /api/nexus/producer, new session per request, 1-2 KB bodies; wrk -t1 -c32",
+            "producer": runs["producer"],
+            "reference_plain_django_202": runs["plain"],
+            "reference_floor_drf_insert_publish": runs["floor"],
+            "ratio_vs_plain": vs_plain,
+            "ratio_vs_floor": vs_floor,
+            "at_half_max_rate": {"producer": at_half, "reference_floor": floor_at_half},
+            "target": "rps >= 25% of plain and >= 80% of floor; p99 <= 50 ms at half max rate",
+            "met": bool(
+                vs_plain and vs_plain >= 0.25 and vs_floor and vs_floor >= 0.80
+                and at_half["p99_ms"] is not None and at_half["p99_ms"] <= 50
+                and not at_half["errors"]
+            ),
+        }  # fmt: skip
+
+    # the worker-side figures -----------------------------------------------------------------
+    def fill_jobs(self, count: int, prefix: str) -> None:
+        """Create ``count`` new sessions through the service (each publishes its task)."""
+        from bench import loadgen
+        from ingestion.services import job_accept
+
+        rng = random.Random(11)
+        for i in range(count):
+            session = f"{prefix}-{RUN_ID}-{i}"
+            job_accept(
+                session_id=session,
+                fingerprint=f"fp-{session}",
+                messages=loadgen.conversation(rng),
+                metadata={"url": "https://example.com"},
+            )
+
+    def completed(self) -> int:
+        from ingestion.models import Job, JobStatus
+
+        return Job.objects.filter(status=JobStatus.COMPLETED).count()
+
+    def drain_rate(self, count: Callable[[], int], total: int, timeout: float) -> dict[str, Any]:
+        """Completions per second between 10 % and 90 % of ``total`` (ramp-up and tail cut)."""
+        lo, hi = int(total * 0.10), int(total * 0.90)
+        t_lo = t_hi = None
+        n_lo = n_hi = 0
+        start = time.monotonic()
+        while time.monotonic() - start < timeout:
+            n = count()
+            now = time.monotonic()
+            if t_lo is None and n >= lo:
+                t_lo, n_lo = now, n
+            if n >= hi:
+                t_hi, n_hi = now, n
+                break
+            time.sleep(0.05)
+        if t_lo is None or t_hi is None or t_hi <= t_lo:
+            return {"rate": None, "done": count(), "total": total, "timed_out": True}
+        return {"rate": round((n_hi - n_lo) / (t_hi - t_lo), 1), "window_s": round(t_hi - t_lo, 2),
+                "total": total}  # fmt: skip
+
+    def figure_2(self) -> dict[str, Any]:
+        latency = 1.0
+        self.procs.stop("worker")
+        self.reset_state()
+        self.fake("reset", {})
+        self.fake("latency", {"latency": latency})
+        total = int(self.worker_concurrency * 12 * self.scale)
+        self.fill_jobs(total, "f2")
+        self.start_worker()
+        measured = self.drain_rate(self.completed, total, timeout=120)
+        stats = self.fake("stats")
+        ideal = self.worker_concurrency / latency
+        rate = measured["rate"]
+        log(f"figure 2: {measured} fake={stats}")
+        return {
+            "what": f"extractions/s, Claude latency {latency} s, queue pre-filled with {total} jobs",
+            "extractions_per_s": rate,
+            "reference_ideal": ideal,
+            "ratio": ratio(rate, ideal),
+            "worker": {"pool": self.settings.CELERY_WORKER_POOL, "concurrency": self.worker_concurrency,
+                       "db_pool_max": self.settings.DATABASES["default"]["OPTIONS"]["pool"]["max_size"]},
+            "fake_max_in_flight": stats["max_in_flight"],
+            "detail": measured,
+            "target": ">= 85% of ideal and >= 100/s (150 the aim)",
+            "met": bool(rate and rate >= 0.85 * ideal and rate >= 100),
+        }  # fmt: skip
+
+    def figure_6(self, worker_pid: int, web_pid: int) -> dict[str, Any]:
+        worker = peak_rss_mb(worker_pid)
+        web = peak_rss_mb(web_pid)
+        return {
+            "what": "peak RSS (VmHWM) during figures 1-2",
+            "worker": worker,
+            "web": web,
+            "reference": "target 400 MB for the worker process",
+            "target": "worker <= 400 MB at the configured concurrency",
+            "met": worker["sum_mb"] <= 400,
+        }
+
+    def figure_5(self) -> dict[str, Any]:
+        from django.db.models import Count
+
+        from bench import loadgen
+        from ingestion.models import Job
+        from prospects.models import Extraction
+
+        sessions_n, posts = int(500 * min(1.0, self.scale)), 8
+        self.reset_state()
+        self.fake("reset", {})
+        self.fake("latency", {"latency": 1.0})
+        rng = random.Random(5)
+        sessions = []
+        for s in range(sessions_n):
+            session = f"coalesce-{RUN_ID}-{s}"
+            convo = loadgen.conversation(rng, turns=posts * 2)
+            sessions.append([loadgen.producer_body(session, convo[: 2 * k + 1]) for k in range(posts)])
+        started = time.monotonic()
+        result = asyncio.run(loadgen.bursts("127.0.0.1", self.web_port, "/api/nexus/producer", sessions, 16))
+        burst_s = time.monotonic() - started
+
+        def settled() -> bool:
+            return not Job.objects.exclude(status="completed").exists() and Job.objects.count() == sessions_n
+
+        wait_until(settled, 120, "coalescing jobs to complete", 0.2)
+        calls = self.fake("stats")["calls"]
+        per_job = list(
+            Extraction.objects.values("job_id").annotate(n=Count("id")).values_list("n", flat=True)
+        )
+        per_session = calls / sessions_n
+        log(f"figure 5: {calls} calls for {sessions_n} sessions; burst {burst_s:.1f}s")
+        return {
+            "what": f"{sessions_n} sessions x {posts} growing transcripts, each session's POSTs back to back "
+            "(16 sessions at a time), Claude at 1.0 s",
+            "claude_calls_per_session": round(per_session, 3),
+            "reference_naive": posts,
+            "ratio": ratio(per_session, posts),
+            "max_calls_one_session": max(per_job, default=0),
+            "posts": sum(result.statuses.values()),
+            "post_errors": result.errors,
+            "burst_seconds": round(burst_s, 1),
+            "target": "<= 2.0 calls per session",
+            "met": per_session <= 2.0 and not result.errors,
+        }
+
+    def figure_4(self) -> dict[str, Any]:
+        from bench import loadgen
+        from ingestion.models import Job
+
+        rate, seconds = 20.0, 15 * self.scale
+        self.reset_state()
+        self.fake("reset", {})
+        self.fake("latency", {"latency": 0.0})
+        rng = random.Random(3)
+
+        def make(i: int) -> tuple[str, bytes]:
+            session = f"e2e-{RUN_ID}-{i}"
+            return session, loadgen.producer_body(session, loadgen.conversation(rng))
+
+        result = asyncio.run(
+            loadgen.paced("127.0.0.1", self.web_port, "/api/nexus/producer", rate, seconds, make)
+        )
+        total = len(result.sent_at)
+        wait_until(lambda: Job.objects.filter(status="completed").count() >= total, 60, "e2e jobs", 0.2)
+        done = dict(
+            Job.objects.filter(session_id__in=list(result.sent_at)).values_list("session_id", "processed_at")
+        )
+        e2e = [(done[s].timestamp() - t) * 1000 for s, t in result.sent_at.items() if done.get(s)]
+        p50, p99 = loadgen.percentile(e2e, 50), loadgen.percentile(e2e, 99)
+        return {
+            "what": "POST sent -> job completed (processed_at), 20 POST/s, new sessions, Claude at 0 s",
+            "samples": len(e2e),
+            "p50_ms": p50,
+            "p99_ms": p99,
+            "reference_post_latency": {
+                "p50_ms": loadgen.percentile(result.latencies_ms, 50),
+                "p99_ms": loadgen.percentile(result.latencies_ms, 99),
+            },
+            "target": "p50 <= 30 ms, p99 <= 150 ms",
+            "met": bool(p50 is not None and p99 is not None and p50 <= 30 and p99 <= 150),
+        }
+
+    def figure_3(self) -> dict[str, Any]:
+        from django.core.cache import cache
+
+        from bench.tasks import COUNTER_KEY, noop
+
+        total = int(3000 * self.scale)
+        self.fake("reset", {})
+        self.fake("latency", {"latency": 0.0})
+        # Reference: no-op tasks, same broker, same worker command and settings.
+        self.procs.stop("worker")
+        self.reset_state()
+        cache.set(COUNTER_KEY, 0, timeout=None)
+        for i in range(total):
+            noop.apply_async(args=[i])
+        self.start_worker()
+        noop_rate = self.drain_rate(lambda: int(cache.get(COUNTER_KEY) or 0), total, timeout=120)
+        log(f"figure 3 noop: {noop_rate}")
+        # The real job: claim, Claude call (0 s), merge.
+        self.procs.stop("worker")
+        self.reset_state()
+        self.fill_jobs(total, "f3")
+        self.start_worker()
+        job_rate = self.drain_rate(self.completed, total, timeout=180)
+        log(f"figure 3 jobs: {job_rate}")
+        r = ratio(job_rate["rate"], noop_rate["rate"])
+        return {
+            "what": f"drain rate of {total} pre-queued tasks, Claude at 0 s",
+            "extractions_per_s": job_rate["rate"],
+            "reference_noop_tasks_per_s": noop_rate["rate"],
+            "ratio": r,
+            "detail": {"jobs": job_rate, "noop": noop_rate},
+            "target": ">= 50% of the no-op rate",
+            "met": bool(r and r >= 0.5),
+        }
+
+    def figure_7(self, calls_per_session: float | None) -> dict[str, Any]:
+        from django.db.models import Avg
+
+        from bench import loadgen
+        from ingestion.extraction.claude import ClaudeExtractor
+        from ingestion.extraction.fake_server import _blocks, cache_minimum, tokens
+        from ingestion.extraction.prompt import SYSTEM_PROMPT
+        from prospects.models import Extraction
+
+        settings = self.settings
+        model = settings.ANTHROPIC_MODEL
+        avg = Extraction.objects.aggregate(
+            input=Avg("input_tokens"), output=Avg("output_tokens"),
+            cache_write=Avg("cache_creation_tokens"), cache_read=Avg("cache_read_tokens"),
+        )  # fmt: skip
+        prefix = tokens(len(SYSTEM_PROMPT))
+        minimum = cache_minimum(model)
+        # The 8 growing transcripts of figure 5, priced call by call.
+        extractor = ClaudeExtractor(api_key="x", model=model, base_url="http://127.0.0.1:9")
+        convo = loadgen.conversation(random.Random(5), turns=16)
+        per_post_in = [
+            tokens(sum(len(t) for t, _ in _blocks(extractor.request_params(convo[: 2 * k + 1], 512))))
+            for k in range(8)
+        ]
+        out_tokens = avg["output"] or 60
+
+        def cost(prices: dict[str, float], calls: list[int], cached: bool) -> float:
+            total = 0.0
+            for i, tok in enumerate(calls):
+                if cached:
+                    cached_part = prefix
+                    rate = prices["cache_write"] if i == 0 else prices["cache_read"]
+                    total += cached_part * rate + (tok - cached_part) * prices["input"]
+                else:
+                    total += tok * prices["input"]
+                total += out_tokens * prices["output"]
+            return round(total / 1e6 * 1000, 4)
+
+        haiku = next(p for n, p in settings.ANTHROPIC_PRICES.items() if model.startswith(n))
+        sonnet = settings.ANTHROPIC_PRICES["claude-sonnet-4-5"]
+        cps = calls_per_session or 8
+        # Coalesced: the session's calls see the later, longer transcripts.
+        coalesced = per_post_in[-max(1, round(cps)) :]
+        cacheable = prefix >= minimum
+        return {
+            "what": "tokens as the fake counts them (chars / 4); cost per 1,000 conversations of 8 POSTs",
+            "input_tokens_per_extraction": round(avg["input"] or 0, 1),
+            "cache_tokens_per_extraction": {"write": avg["cache_write"], "read": avg["cache_read"]},
+            "output_tokens_per_extraction": round(out_tokens, 1),
+            "cacheable_prefix_tokens": prefix,
+            "model": model,
+            "model_cache_minimum_tokens": minimum,
+            "prefix_is_cached": cacheable,
+            "usd_per_1000_conversations": {
+                "reference_seed_sonnet_uncached_one_call_per_post": cost(sonnet, per_post_in, False),
+                "configured_no_coalescing_no_caching": cost(haiku, per_post_in, False),
+                "configured_coalescing_no_caching": cost(haiku, coalesced, False),
+                "configured_coalescing_and_caching": cost(haiku, coalesced, cacheable),
+            },
+            "note": "caching applies only when the cached prefix reaches the model's minimum",
+        }
+
+    # run -------------------------------------------------------------------------------------
+    def run(self) -> dict[str, Any]:
+        started = time.monotonic()
+        load_before = os.getloadavg()
+        self.setup()
+        self.start_fake()
+        self.start_web()
+        web_pid = self.procs.procs["web"].pid
+        # A first worker start declares this run's queue and bindings; without it the tasks
+        # pre-filled before the first start were never delivered in our trials.
+        self.start_worker()
+        self.procs.stop("worker")
+        only = {int(x) for x in self.args.only.split(",") if x} or set(range(1, 8))
+        figures: dict[str, Any] = {}
+        if 1 in only:
+            figures["1_producer_http"] = self.figure_1()
+        if only & {2, 6}:
+            figures["2_pipeline_throughput_1s"] = self.figure_2()
+            figures["6_memory"] = self.figure_6(self.procs.procs["worker"].pid, web_pid)
+        if only & {5, 7}:
+            if "worker" not in self.procs.procs:
+                self.start_worker()
+            figures["5_coalescing"] = self.figure_5()
+        if 4 in only:
+            if "worker" not in self.procs.procs:
+                self.start_worker()
+            figures["4_end_to_end_latency"] = self.figure_4()
+        if 3 in only:
+            figures["3_per_job_overhead_0s"] = self.figure_3()
+        if 7 in only:
+            figures["7_prompt_and_cost"] = self.figure_7(figures["5_coalescing"]["claude_calls_per_session"])
+        ordered = {k: figures[k] for k in sorted(figures)}
+        met = {k: v.get("met") for k, v in ordered.items() if "met" in v}
+        return {
+            "bench": "NEXUS ingestion, issue 7",
+            "run_id": RUN_ID,
+            "machine": {"cpus": os.cpu_count(), "loadavg_before": [round(x, 2) for x in load_before],
+                        "loadavg_after": [round(x, 2) for x in os.getloadavg()],
+                        "note": "shared machine: other processes add noise (see loadavg)"},
+            "config": {"web": f"gunicorn sync x {self.web_workers}",
+                       "worker": f"celery {self.settings.CELERY_WORKER_POOL} x {self.worker_concurrency}",
+                       "db_pool_max_per_process":
+                           self.settings.DATABASES["default"]["OPTIONS"]["pool"]["max_size"]},
+            "figures": ordered,
+            "targets_met": met,
+            "all_met": all(met.values()),
+            "seconds": round(time.monotonic() - started, 1),
+        }  # fmt: skip
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument(
+        "--database-url",
+        default=os.environ.get("BENCH_DATABASE_URL")
+        or os.environ.get("DATABASE_URL")
+        or "postgres://postgres@127.0.0.1:5432/nexus_bench",
+    )
+    parser.add_argument(
+        "--redis-url",
+        default=os.environ.get("BENCH_REDIS_URL")
+        or os.environ.get("REDIS_URL")
+        # A database number of its own: test suites that FLUSHDB database 0 (chaos runs) would
+        # otherwise delete this run's queue bindings and its pre-filled tasks mid-run.
+        or "redis://127.0.0.1:6379/11",
+    )
+    parser.add_argument("--web-concurrency", type=int, default=None, help="gunicorn workers")
+    parser.add_argument("--worker-concurrency", type=int, default=None)
+    parser.add_argument("--scale", type=float, default=1.0, help="shrink durations and counts (e.g. 0.3)")
+    parser.add_argument("--only", default="", help="debug: comma list of figure numbers")
+    args = parser.parse_args(argv)  # fmt: skip
+
+    def on_term(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, on_term)
+    bench = Bench(args)
+    log(f"run {RUN_ID}: logs in {bench.tmp}")
+    try:
+        report = bench.run()
+    finally:
+        bench.procs.stop_all()
+        try:
+            bench.reset_state()
+        except Exception as exc:
+            log(f"cleanup: {exc}")
+    print(json.dumps(report, indent=2))
+
+
+if __name__ == "__main__":
+    main()
