@@ -6,6 +6,7 @@ this reshapes them so a widget developer always meets the same body, naming the 
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from rest_framework import exceptions, status
@@ -17,12 +18,31 @@ class PayloadTooLarge(exceptions.APIException):
     status_code = status.HTTP_413_REQUEST_ENTITY_TOO_LARGE
     default_code = "payload_too_large"
     default_detail = "Request body too large."
+    field = "body"
 
 
 class FingerprintConflict(exceptions.APIException):
     status_code = status.HTTP_409_CONFLICT
     default_code = "fingerprint_conflict"
     default_detail = "This sessionId is bound to another fingerprint."
+
+
+# Error bodies echo client input (an unknown key, a bad choice). A lone surrogate in it would
+# make the UTF-8 renderer raise, turning a 400 into a 500; long input is cut to keep bodies small.
+_SURROGATE = re.compile("[\ud800-\udfff]")
+_ECHO_LIMIT = 200
+
+
+def _printable(value: Any) -> Any:
+    """``value`` with every string safe to render as UTF-8 JSON."""
+    if isinstance(value, str):
+        value = _SURROGATE.sub("\ufffd", value)
+        return value if len(value) <= _ECHO_LIMIT else value[:_ECHO_LIMIT] + "…"
+    if isinstance(value, dict):
+        return {_printable(str(k)): _printable(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_printable(v) for v in value]
+    return value
 
 
 def first_error(detail: Any, path: str = "") -> tuple[str, str]:
@@ -64,5 +84,5 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
         named_field = getattr(exc, "field", None)
         if named_field:
             body["field"] = named_field
-    response.data = body
+    response.data = _printable(body)
     return response

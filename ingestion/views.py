@@ -19,8 +19,9 @@ from . import health
 from .errors import PayloadTooLarge
 from .models import Job
 from .parsers import BoundedJSONParser
-from .serializers import AcceptedSerializer, JobStatusSerializer, ProducerRequestSerializer
+from .serializers import AcceptedSerializer, ErrorSerializer, JobStatusSerializer, ProducerRequestSerializer
 from .services import Outcome, job_accept
+from .throttling import ClientIpThrottle, SessionThrottle
 
 
 class ProducerView(APIView):
@@ -29,17 +30,29 @@ class ProducerView(APIView):
     authentication_classes: list[Any] = []
     permission_classes: list[Any] = []
     parser_classes = [BoundedJSONParser]
+    # The IP throttle bounds a machine; the session throttle (POST only) bounds one sessionId.
+    throttle_classes = [ClientIpThrottle, SessionThrottle]
 
     def initial(self, request: Request, *args: Any, **kwargs: Any) -> None:
-        super().initial(request, *args, **kwargs)
+        # A declared oversize body is refused before throttles or parsers read a byte of it.
         limit = settings.NEXUS["MAX_BODY_BYTES"]
         declared = request.META.get("CONTENT_LENGTH") or "0"
         if request.method == "POST" and declared.isdigit() and int(declared) > limit:
             raise PayloadTooLarge(f"Request body exceeds {limit} bytes.")
+        super().initial(request, *args, **kwargs)
 
     @extend_schema(
+        operation_id="producer_accept",
+        summary="Queue a conversation for prospect extraction",
         request=ProducerRequestSerializer,
-        responses={202: AcceptedSerializer, 400: OpenApiResponse(description="Invalid request")},
+        responses={
+            202: OpenApiResponse(AcceptedSerializer, description="Recorded durably; extraction queued."),
+            400: OpenApiResponse(ErrorSerializer, description="Malformed JSON or a field over its limit."),
+            409: OpenApiResponse(ErrorSerializer, description="sessionId bound to another fingerprint."),
+            413: OpenApiResponse(ErrorSerializer, description="Body over the byte limit."),
+            415: OpenApiResponse(ErrorSerializer, description="Body is not application/json."),
+            429: OpenApiResponse(ErrorSerializer, description="Throttled; see Retry-After."),
+        },
     )
     def post(self, request: Request) -> Response:
         payload = ProducerRequestSerializer(data=request.data)
@@ -76,7 +89,15 @@ class ProducerView(APIView):
             },
         )
 
-    @extend_schema(responses={200: OpenApiResponse(description="Health report"), 503: None})
+    @extend_schema(
+        operation_id="producer_health",
+        summary="Health of the pipeline",
+        responses={
+            200: OpenApiResponse(description="healthy or degraded"),
+            429: OpenApiResponse(ErrorSerializer, description="Throttled; see Retry-After."),
+            503: OpenApiResponse(description="unhealthy: the database is down"),
+        },
+    )
     def get(self, request: Request) -> Response:
         report = health.report()
         code = status.HTTP_503_SERVICE_UNAVAILABLE if report["status"] == "unhealthy" else 200
@@ -87,9 +108,17 @@ def _enriched_metadata(request: Request, metadata: dict[str, Any]) -> dict[str, 
     return {
         **metadata,
         "enqueuedAt": timezone.now().isoformat(),
-        "url": metadata.get("url") or request.headers.get("Referer", ""),
-        "userAgent": metadata.get("userAgent") or request.headers.get("User-Agent", ""),
+        "url": metadata.get("url") or _header(request, "Referer"),
+        "userAgent": metadata.get("userAgent") or _header(request, "User-Agent"),
     }
+
+
+# Headers are client input too: bounded, and without the NUL that PostgreSQL cannot store.
+_HEADER_LIMIT = 2048
+
+
+def _header(request: Request, name: str) -> str:
+    return request.headers.get(name, "")[:_HEADER_LIMIT].replace("\x00", "")
 
 
 class JobDetailView(APIView):
@@ -97,8 +126,17 @@ class JobDetailView(APIView):
 
     authentication_classes: list[Any] = []
     permission_classes: list[Any] = []
+    throttle_classes = [ClientIpThrottle]
 
-    @extend_schema(responses={200: JobStatusSerializer})
+    @extend_schema(
+        operation_id="job_status",
+        summary="A job's progress (no transcript, no prospect data)",
+        responses={
+            200: JobStatusSerializer,
+            404: OpenApiResponse(ErrorSerializer, description="No job with this queueId."),
+            429: OpenApiResponse(ErrorSerializer, description="Throttled; see Retry-After."),
+        },
+    )
     def get(self, request: Request, queue_id: uuid.UUID) -> Response:
         job = get_object_or_404(Job.objects.defer("messages", "metadata", "extracted"), id=queue_id)
         return Response(JobStatusSerializer(job).data)

@@ -206,6 +206,16 @@ NEXUS = {
     "MAX_BODY_BYTES": env.int("NEXUS_MAX_BODY_BYTES", default=1024 * 1024),
     "MAX_MESSAGES": env.int("NEXUS_MAX_MESSAGES", default=500),
     "MAX_MESSAGE_CHARS": env.int("NEXUS_MAX_MESSAGE_CHARS", default=8000),
+    # Metadata is free-form context (url, userAgent, timestamp: a few hundred bytes); the
+    # bounds stop it from becoming a second, unbounded transcript or a parser stress test.
+    "MAX_METADATA_BYTES": env.int("NEXUS_MAX_METADATA_BYTES", default=16 * 1024),
+    "MAX_METADATA_DEPTH": env.int("NEXUS_MAX_METADATA_DEPTH", default=5),
+    # Spend caps (abuse of a public endpoint with guessable sessionIds). A long real chat
+    # coalesces to a few dozen extractions a day; 0 switches a cap off. Jobs over a cap wait
+    # for the next UTC day (pending, next_attempt_at set); nothing is dropped.
+    "MAX_EXTRACTIONS_PER_SESSION_PER_DAY": env.int("NEXUS_MAX_EXTRACTIONS_PER_SESSION_PER_DAY", default=100),
+    # ~2k tokens per Haiku extraction: 20M tokens is ~10k extractions, a few tens of dollars.
+    "DAILY_TOKEN_BUDGET": env.int("NEXUS_DAILY_TOKEN_BUDGET", default=20_000_000),
     # A claimed job belongs to its worker this long; longer than the Claude timeout so a slow
     # call finishes before another worker may take the job over.
     "LEASE_SECONDS": env.float("NEXUS_LEASE_SECONDS", default=120.0),
@@ -254,20 +264,55 @@ ANTHROPIC_PRICES = {
 }
 
 # --- HTTP -------------------------------------------------------------------------------------
+# Only the widget's sites may call the API from a browser, and only under /api/ (never admin).
 CORS_ALLOWED_ORIGINS = env.list("CORS_ALLOWED_ORIGINS", default=[])
 CORS_URLS_REGEX = r"^/api/.*$"
+# The widget only reads health and posts; credentials are never sent (the API has no cookies).
+CORS_ALLOW_METHODS = ["GET", "POST", "OPTIONS"]
+CORS_ALLOW_CREDENTIALS = False
+# The widget may send its own correlation id, and its script may read the ids we answer with.
+CORS_ALLOW_HEADERS = ["accept", "content-type", "x-request-id"]
+CORS_EXPOSE_HEADERS = ["x-request-id", "x-message-id", "x-queue-id", "location", "retry-after"]
+
+
+def _rate(name: str, default: str) -> str | None:
+    """A throttle rate like "30/min" from the environment; empty or "none" turns it off."""
+    value = env.str(name, default=default).strip()
+    return None if value.lower() in {"", "none", "off", "0"} else value
+
+
+# The widget posts once per visitor message: 30/min per session is far above any typist and
+# 300/min per address leaves room for a busy office behind one NAT. The test profile starts
+# with throttling off (one client address runs the whole suite); its own tests turn it on.
+_THROTTLE_DEFAULTS = ("", "") if DJANGO_ENV == "test" else ("300/min", "30/min")
 REST_FRAMEWORK = {
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
     "EXCEPTION_HANDLER": "ingestion.errors.exception_handler",
     "UNAUTHENTICATED_USER": None,
+    "DEFAULT_THROTTLE_RATES": {
+        "producer_ip": _rate("NEXUS_THROTTLE_IP_RATE", _THROTTLE_DEFAULTS[0]),
+        "producer_session": _rate("NEXUS_THROTTLE_SESSION_RATE", _THROTTLE_DEFAULTS[1]),
+    },
+    # Proxies in front of the app that append to X-Forwarded-For (1 behind one nginx/ALB).
+    # 0 trusts only the socket address: a client-sent X-Forwarded-For is then ignored, so it
+    # cannot be forged to dodge the per-IP throttle. Set it to exactly the proxies you run.
+    "NUM_PROXIES": env.int("NEXUS_NUM_PROXIES", default=0),
 }
+# OpenAPI schema and docs: open in development, staff only (admin login) in production.
+NEXUS_PUBLIC_DOCS = env.bool("NEXUS_PUBLIC_DOCS", default=not PRODUCTION)
 SPECTACULAR_SETTINGS = {
     "TITLE": "NEXUS ingestion API",
     "DESCRIPTION": "Turns website chat conversations into sales prospects.",
     "VERSION": VERSION,
     "SERVE_INCLUDE_SCHEMA": False,
+    "SERVE_PERMISSIONS": ["ingestion.openapi.DocsAccess"],
+    "SERVE_AUTHENTICATION": ["rest_framework.authentication.SessionAuthentication"],
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "ingestion.openapi.postprocess_strict_request",
+    ],
 }
 # The producer's own byte limit (413) applies first; Django's is a backstop for other views.
 DATA_UPLOAD_MAX_MEMORY_SIZE = NEXUS["MAX_BODY_BYTES"] + 1024
@@ -295,6 +340,10 @@ CSRF_COOKIE_SECURE = env.bool("DJANGO_CSRF_COOKIE_SECURE", default=PRODUCTION)
 SECURE_HSTS_SECONDS = env.int("DJANGO_SECURE_HSTS_SECONDS", default=31536000 if PRODUCTION else 0)
 SECURE_HSTS_INCLUDE_SUBDOMAINS = env.bool("DJANGO_SECURE_HSTS_INCLUDE_SUBDOMAINS", default=PRODUCTION)
 SECURE_HSTS_PRELOAD = env.bool("DJANGO_SECURE_HSTS_PRELOAD", default=False)
+# Preloading is a decision for the owner of the registrable domain (it binds every subdomain
+# and is slow to undo); this API normally runs on a subdomain, so it is off by default and
+# check --deploy is not asked to nag about it. Setting DJANGO_SECURE_HSTS_PRELOAD turns it on.
+SILENCED_SYSTEM_CHECKS = [] if SECURE_HSTS_PRELOAD else ["security.W021"]
 CSRF_TRUSTED_ORIGINS = env.list("DJANGO_CSRF_TRUSTED_ORIGINS", default=[])
 
 # --- Logging: JSON lines with the correlation id ----------------------------------------------

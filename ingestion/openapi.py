@@ -1,0 +1,88 @@
+"""OpenAPI details drf-spectacular cannot infer, and who may read the schema.
+
+The served schema is what the fuzzer generates requests from, so it states the limits the
+API really enforces: closed objects where unknown properties are refused, the message count
+and length limits from settings, and the metadata bounds in words (JSON Schema cannot say
+"serialized bytes").
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.conf import settings
+from rest_framework.permissions import BasePermission
+from rest_framework.request import Request
+from rest_framework.views import APIView
+
+from .serializers import ID_PATTERN
+
+
+class DocsAccess(BasePermission):
+    """Schema and docs: anyone when ``NEXUS_PUBLIC_DOCS`` (development), else staff only."""
+
+    def has_permission(self, request: Request, view: APIView) -> bool:
+        if settings.NEXUS_PUBLIC_DOCS:
+            return True
+        user = getattr(request, "user", None)
+        return bool(user is not None and user.is_active and user.is_staff)
+
+
+def postprocess_strict_request(result: dict[str, Any], generator: Any, **kwargs: Any) -> dict[str, Any]:
+    """Close the request objects and write the settings' limits into them."""
+    limits = settings.NEXUS
+    schemas = result.get("components", {}).get("schemas", {})
+    request = schemas.get("ProducerRequest")
+    message = schemas.get("Message")
+    if request is None or message is None:
+        return result
+    request["additionalProperties"] = False
+    message["additionalProperties"] = False
+    for name in ("sessionId", "fingerprint"):
+        _set_pattern(request["properties"][name], ID_PATTERN)
+    messages = request["properties"]["messages"]
+    messages.update(minItems=1, maxItems=limits["MAX_MESSAGES"])
+    content = message["properties"]["content"]
+    content.update(minLength=1, maxLength=limits["MAX_MESSAGE_CHARS"])
+    content["description"] = "The turn's text. NUL characters and unpaired surrogates are refused."
+    metadata = request["properties"]["metadata"]
+    metadata["description"] = (
+        "Free-form context (url, userAgent, timestamp, …). At most "
+        f"{limits['MAX_METADATA_BYTES']} bytes serialized and {limits['MAX_METADATA_DEPTH']} levels "
+        "deep; no NUL characters or unpaired surrogates in keys or values. The server adds "
+        "enqueuedAt, and url/userAgent from the Referer/User-Agent headers when absent."
+    )
+    _document_headers(result)
+    request["description"] = (
+        f"The whole conversation so far. The body may be at most {limits['MAX_BODY_BYTES']} bytes "
+        "(413 beyond). Unknown properties are refused (400), not ignored."
+    )
+    return result
+
+
+def _set_pattern(schema: dict[str, Any], pattern: str) -> None:
+    """The id pattern in its ECMA form, wherever spectacular put the validator's (\\Z) form."""
+    for option in [schema, *schema.get("oneOf", [])]:
+        if "pattern" in option:
+            option["pattern"] = pattern
+
+
+_ACCEPTED_HEADERS = {
+    "X-Message-Id": {"schema": {"type": "string"}, "description": "This request's messageId."},
+    "X-Queue-Id": {"schema": {"type": "string", "format": "uuid"}, "description": "The job's queueId."},
+    "Location": {"schema": {"type": "string"}, "description": "/api/nexus/jobs/<queueId>"},
+}
+_RETRY_AFTER = {
+    "Retry-After": {"schema": {"type": "integer"}, "description": "Seconds until a retry may succeed."}
+}
+
+
+def _document_headers(result: dict[str, Any]) -> None:
+    """Response headers drf-spectacular cannot see: the 202's ids and the 429's Retry-After."""
+    for operations in result.get("paths", {}).values():
+        for operation in operations.values():
+            responses = operation.get("responses", {}) if isinstance(operation, dict) else {}
+            if "202" in responses:
+                responses["202"]["headers"] = _ACCEPTED_HEADERS
+            if "429" in responses:
+                responses["429"]["headers"] = _RETRY_AFTER

@@ -1,0 +1,93 @@
+"""Production settings (SPEC §7, §10): `check --deploy` is clean with the documented env, and
+production refuses to start without its secrets. Each case runs manage.py in a subprocess,
+because settings are read once per process."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def production_env(**overrides: str | None) -> dict[str, str]:
+    """The documented production environment (see .env.example), minus anything ambient."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_", "NEXUS_", "CORS_"))}
+    env.pop("DATABASE_URL", None)
+    env.update(
+        DJANGO_ENV="production",
+        DJANGO_SECRET_KEY=secrets.token_urlsafe(50),
+        DJANGO_ALLOWED_HOSTS="nexus.example.com",
+        DATABASE_URL="postgres://nexus:nexus@127.0.0.1:5432/nexus",
+        DJANGO_STATIC_ROOT=str(ROOT / "var" / "static"),
+    )
+    for key, value in overrides.items():
+        if value is None:
+            env.pop(key, None)
+        else:
+            env[key] = value
+    return env
+
+
+def manage(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "manage.py", *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60
+    )
+
+
+def test_check_deploy_is_clean_in_production():
+    result = manage("check", "--deploy", "--fail-level", "WARNING", env=production_env())
+
+    print(result.stdout, result.stderr)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "System check identified no issues" in result.stdout
+
+
+@pytest.mark.parametrize("missing", ["DJANGO_SECRET_KEY", "DJANGO_ALLOWED_HOSTS", "DATABASE_URL"])
+def test_production_refuses_to_start_without_its_secrets(missing):
+    result = manage("check", env=production_env(**{missing: None}))
+
+    assert result.returncode != 0
+    assert f"{missing} must be set" in result.stderr
+
+
+SHOW = (
+    "from django.conf import settings as s; "
+    "print(s.DEBUG, s.SESSION_COOKIE_SECURE, s.CSRF_COOKIE_SECURE, s.SECURE_HSTS_SECONDS, "
+    "s.SECURE_SSL_REDIRECT, s.NEXUS_PUBLIC_DOCS, s.REST_FRAMEWORK['NUM_PROXIES'], "
+    "s.REST_FRAMEWORK['DEFAULT_THROTTLE_RATES'], s.CORS_ALLOWED_ORIGINS)"
+)
+
+
+def test_production_defaults_are_the_safe_ones():
+    result = manage("shell", "-c", SHOW, env=production_env(CORS_ALLOWED_ORIGINS="https://shop.example"))
+
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip().splitlines()[-1] == (
+        "False True True 31536000 True False 0 "
+        "{'producer_ip': '300/min', 'producer_session': '30/min'} ['https://shop.example']"
+    )
+
+
+def test_production_settings_follow_the_environment():
+    env = production_env(
+        DJANGO_DEBUG="true",
+        DJANGO_SESSION_COOKIE_SECURE="false",
+        DJANGO_SECURE_HSTS_SECONDS="60",
+        NEXUS_PUBLIC_DOCS="true",
+        NEXUS_NUM_PROXIES="1",
+        NEXUS_THROTTLE_IP_RATE="none",
+        NEXUS_THROTTLE_SESSION_RATE="5/s",
+    )
+
+    result = manage("shell", "-c", SHOW, env=env)
+
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip().splitlines()[-1] == (
+        "True False True 60 True True 1 {'producer_ip': None, 'producer_session': '5/s'} []"
+    )
