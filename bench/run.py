@@ -503,7 +503,11 @@ class Bench:
         done = dict(
             Job.objects.filter(session_id__in=list(result.sent_at)).values_list("session_id", "processed_at")
         )
-        e2e = [(done[s].timestamp() - t) * 1000 for s, t in result.sent_at.items() if done.get(s)]
+        e2e = [
+            (finished.timestamp() - t) * 1000
+            for s, t in result.sent_at.items()
+            if (finished := done.get(s)) is not None
+        ]
         p50, p99 = loadgen.percentile(e2e, 50), loadgen.percentile(e2e, 99)
         return {
             "what": "POST sent -> job completed (processed_at), 20 POST/s, new sessions, Claude at 0 s",

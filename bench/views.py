@@ -38,11 +38,12 @@ class FloorView(APIView):
 
     def post(self, request: Request) -> Response:
         data = request.data
+        session_id = str(data.get("sessionId", "") if isinstance(data, dict) else "")[:128]
         row_id = uuid.uuid4()
         with connection.cursor() as cursor:
             cursor.execute(
                 f"INSERT INTO {REF_TABLE} (id, session_id, body) VALUES (%s, %s, %s::jsonb)",  # noqa: S608
-                [row_id, str(data.get("sessionId", ""))[:128], json.dumps(data)],
+                [row_id, session_id, json.dumps(data)],
             )
         noop.apply_async(args=[str(row_id)])
         return Response({"status": "accepted", "queueId": str(row_id)}, status=202)

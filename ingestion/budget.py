@@ -19,6 +19,8 @@ The pipeline asks before it claims::
 from __future__ import annotations
 
 import logging
+import threading
+import time
 import uuid
 from datetime import datetime, timedelta
 
@@ -61,6 +63,33 @@ def tokens_spent_today(*, now: datetime | None = None) -> int:
     return int(totals["input"] + totals["output"] + totals["cache_write"])
 
 
+# The day's token total is a SUM over every Extraction of the day: read it at most this often
+# per process, not once per job (at 100 jobs/s that is 100 scans a second). The budget may be
+# overshot by what the workers spend in this window.
+_TOKENS_REFRESH_SECONDS = 5.0
+_tokens_lock = threading.Lock()
+_tokens_cached: tuple[float, str, int] = (0.0, "", 0)  # (read at, UTC day, total)
+
+
+def _tokens_spent_today_cached(now: datetime) -> int:
+    global _tokens_cached
+    read_at, day, total = _tokens_cached
+    today = now.date().isoformat()
+    if day == today and time.monotonic() - read_at < _TOKENS_REFRESH_SECONDS:
+        return total
+    with _tokens_lock:
+        total = tokens_spent_today(now=now)
+        _tokens_cached = (time.monotonic(), today, total)
+    return total
+
+
+def forget_cached_totals() -> None:
+    """Drop this process's cached day total (tests; a settings change)."""
+    global _tokens_cached
+    with _tokens_lock:
+        _tokens_cached = (0.0, "", 0)
+
+
 def budget_defer_seconds(job_id: uuid.UUID | str) -> float | None:
     """Seconds until this job may be extracted again, or None when it is within its caps.
 
@@ -73,7 +102,7 @@ def budget_defer_seconds(job_id: uuid.UUID | str) -> float | None:
         _alert_once("session_extraction_cap", now, job_id=str(job_id), limit=per_session)
         return wait
     token_budget = settings.NEXUS["DAILY_TOKEN_BUDGET"]
-    if token_budget and tokens_spent_today(now=now) >= token_budget:
+    if token_budget and _tokens_spent_today_cached(now) >= token_budget:
         _alert_once("daily_token_budget", now, job_id=str(job_id), limit=token_budget)
         return wait
     return None

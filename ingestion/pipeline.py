@@ -28,7 +28,7 @@ from django.utils import timezone
 from prospects.models import Extraction, ExtractionOutcome
 from prospects.services import prospect_get_or_create_locked, prospect_key, prospect_refold
 
-from . import breaker
+from . import breaker, budget
 from .extraction import get_extractor
 from .extraction.base import ExtractionError, ExtractionResult, FailureKind, Usage
 from .logcontext import bind_job
@@ -59,6 +59,11 @@ def job_process(*, job_id: uuid.UUID | str) -> str:
         _defer_for_breaker(job_id, pause)
         logger.info("extraction paused by circuit breaker", extra={**log, "retry_in_s": round(pause, 1)})
         return "paused"
+    wait = budget.budget_defer_seconds(job_id)
+    if wait is not None:  # a spend cap is reached: the job waits for the reset, nothing dropped
+        budget.job_defer_for_budget(job_id=job_id, seconds=wait)
+        breaker.release_probe()
+        return "over-budget"
     claim = job_claim(job_id=job_id)
     if claim is None:
         breaker.release_probe()

@@ -174,7 +174,7 @@ def _insert_job(
     )
     fields = Job._meta.concrete_fields
     values = [f.get_db_prep_save(f.pre_save(job, True), connection) for f in fields]
-    columns = ", ".join(connection.ops.quote_name(f.column) for f in fields)
+    columns = ", ".join(connection.ops.quote_name(str(f.column)) for f in fields)
     placeholders = ", ".join(["%s"] * len(fields))
     sql = (
         f"INSERT INTO {Job._meta.db_table} ({columns}) VALUES ({placeholders}) "  # noqa: S608 - model names

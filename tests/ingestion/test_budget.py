@@ -22,6 +22,7 @@ pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.redis]
 @pytest.fixture
 def caps(settings, redis_client):
     def apply(per_session: int = 0, tokens: int = 0) -> None:
+        budget.forget_cached_totals()  # each test spends from zero
         settings.NEXUS = {
             **settings.NEXUS,
             "MAX_EXTRACTIONS_PER_SESSION_PER_DAY": per_session,
