@@ -58,33 +58,63 @@ until curl -fsS -o /dev/null --max-time 2 "$BASE/healthz" 2>/dev/null; do
     sleep 1
 done
 say "web answered /healthz after $((SECONDS - t0))s"
+# make run says "ready" once a worker's heartbeat is in: from then on a POST is processed at once.
+until grep -q "devrun | ready in" "$LOG"; do
+    kill -0 "$RUN_PID" 2>/dev/null || fail "make run exited before it was ready"
+    (( SECONDS - t0 < START_TIMEOUT )) || fail "make run was not ready within ${START_TIMEOUT}s"
+    sleep 0.5
+done
+say "$(grep -m1 "devrun | ready in" "$LOG")"
 PY=$PWD/.venv/bin/python
 
 session="ci-smoke-$(date +%s)"
 body=$(printf '{"messages":[{"role":"user","content":"Hola, me llamo Juan Pérez"},{"role":"assistant","content":"Hola Juan, ¿en qué puedo ayudarte?"},{"role":"user","content":"Quiero saber sobre las oportunidades de inversión"}],"sessionId":"%s","fingerprint":"test-fingerprint-456"}' "$session")
 
-code=$(curl -sS -o "$WORK/post.json" -w '%{http_code}' --max-time 10 \
+post_started=$(date +%s.%N)
+read -r code post_s < <(curl -sS -o "$WORK/post.json" -w '%{http_code} %{time_total}\n' --max-time 10 \
     -H 'Content-Type: application/json' -d "$body" "$BASE/api/nexus/producer")
 [[ "$code" == 202 ]] || fail "POST answered $code, expected 202: $(cat "$WORK/post.json")"
 queue_id=$(field "$WORK/post.json" queueId)
-say "POST 202, queueId $queue_id"
+say "POST 202 in ${post_s}s, queueId $queue_id"
 
-status=""
-t1=$SECONDS
-while [[ "$status" != completed ]]; do
-    (( SECONDS - t1 < JOB_TIMEOUT )) || fail "job $queue_id not completed within ${JOB_TIMEOUT}s (last status: $status)"
-    sleep 0.5
-    curl -fsS -o "$WORK/job.json" --max-time 5 "$BASE/api/nexus/jobs/$queue_id" || continue
-    status=$(field "$WORK/job.json" status)
-    [[ "$status" != failed ]] || fail "job failed: $(cat "$WORK/job.json")"
-done
-say "job completed after $((SECONDS - t1))s: $(cat "$WORK/job.json")"
+# wait_job REVISION: poll the public jobs endpoint until that revision is completed.
+wait_job() {
+    local want=$1 status="" done_rev=0 t1=$SECONDS
+    until [[ "$status" == completed && "$done_rev" == "$want" ]]; do
+        (( SECONDS - t1 < JOB_TIMEOUT )) || fail "job $queue_id r$want not completed within ${JOB_TIMEOUT}s (last: $status r$done_rev)"
+        sleep 0.1
+        curl -fsS -o "$WORK/job.json" --max-time 5 "$BASE/api/nexus/jobs/$queue_id" || continue
+        status=$(field "$WORK/job.json" status)
+        done_rev=$(field "$WORK/job.json" processedRevision)
+        [[ "$status" != failed ]] || fail "job failed: $(cat "$WORK/job.json")"
+    done
+}
+wait_job 1
+say "job completed $(awk -v a="$post_started" -v b="$(date +%s.%N)" 'BEGIN{printf "%.2f", b-a}')s after the POST: $(cat "$WORK/job.json")"
+
+# prospect_field FIELD: the prospect of the seed fingerprint, read with the app's own settings.
+prospect_field() {
+    env -i PATH="$PATH" HOME="$HOME" LANG=C.UTF-8 "$PY" manage.py shell -v 0 -c \
+        "from prospects.models import Prospect; print(Prospect.objects.get(fingerprint='test-fingerprint-456').$1)" 2>/dev/null
+}
+nombre=$(prospect_field nombre)
+[[ "$nombre" == "Juan Pérez" ]] || fail "prospect nombre is '$nombre', expected 'Juan Pérez'"
+say "prospect for test-fingerprint-456: nombre '$nombre'"
 
 code=$(curl -sS -o "$WORK/dup.json" -w '%{http_code}' --max-time 10 \
     -H 'Content-Type: application/json' -d "$body" "$BASE/api/nexus/producer")
 [[ "$code" == 202 && "$(field "$WORK/dup.json" duplicate)" == true ]] \
     || fail "duplicate POST answered $code without \"duplicate\": true: $(cat "$WORK/dup.json")"
 say "duplicate POST answered 202 with \"duplicate\": true"
+
+longer=$(printf '{"messages":[{"role":"user","content":"Hola, me llamo Juan Pérez"},{"role":"assistant","content":"Hola Juan, ¿en qué puedo ayudarte?"},{"role":"user","content":"Quiero saber sobre las oportunidades de inversión"},{"role":"assistant","content":"¡Genial! ¿Cómo te contacto?"},{"role":"user","content":"Mi correo es juan.perez@example.com"}],"sessionId":"%s","fingerprint":"test-fingerprint-456"}' "$session")
+code=$(curl -sS -o "$WORK/longer.json" -w '%{http_code}' --max-time 10 \
+    -H 'Content-Type: application/json' -d "$longer" "$BASE/api/nexus/producer")
+[[ "$code" == 202 ]] || fail "longer transcript answered $code: $(cat "$WORK/longer.json")"
+wait_job 2
+email=$(prospect_field email)
+[[ "$email" == "juan.perez@example.com" ]] || fail "prospect email is '$email' after revision 2"
+say "longer transcript: revision 2 completed, prospect now has the email"
 
 say "sending SIGINT to the make run process group ($RUN_PID)"
 t2=$SECONDS

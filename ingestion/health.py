@@ -48,6 +48,7 @@ def report() -> dict[str, Any]:
         "oldest_pending_age_s": queue["oldest_pending_age_s"],
     }
     body["alerts"] = alerts
+    body["worker_heartbeat_age_s"] = workers["age_s"] if workers else None
     degraded = not broker_up or not workers or bool(alerts) or paused is not None
     body["status"] = "degraded" if degraded else "healthy"
     return body

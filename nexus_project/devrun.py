@@ -8,6 +8,7 @@ children load the settings, this process only starts, watches and stops them.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import secrets
 import signal
@@ -416,14 +417,16 @@ class Supervisor:
                 failure = f"embedded valkey exited unexpectedly (code {self.valkey.process.returncode})"
             if failure:
                 break
-            if not announced and _http_ok(f"{web_url}/healthz"):
+            # Ready means a POST gets processed at once: web answers and a worker's heartbeat
+            # is in (health's checks.workers), not merely that gunicorn listens.
+            if not announced and _pipeline_ready(web_url, time.monotonic() - started):
                 announced = True
                 say(f"ready in {time.monotonic() - started:.1f} s")
                 for line in summary:
                     say(line)
                 say("Ctrl-C stops everything")
             elif not announced and time.monotonic() - started > READY_TIMEOUT_SECONDS:
-                failure = f"web did not answer /healthz within {READY_TIMEOUT_SECONDS:.0f} s"
+                failure = f"web and worker were not ready within {READY_TIMEOUT_SECONDS:.0f} s"
                 break
             self.stopping.wait(0.25)
 
@@ -472,6 +475,20 @@ def _http_ok(url: str) -> bool:
             return bool(response.status == 200)
     except OSError:
         return False
+
+
+def _pipeline_ready(web_url: str, running_s: float) -> bool:
+    """Web answers and a worker of this run beat: a heartbeat older than this run is a
+    previous run's, still alive in the persisted valkey until its TTL runs out."""
+    if not _http_ok(f"{web_url}/healthz"):
+        return False
+    try:
+        with urllib.request.urlopen(f"{web_url}/api/nexus/producer", timeout=2) as response:  # noqa: S310
+            report = json.load(response)
+    except (OSError, ValueError):
+        return False
+    age = report.get("worker_heartbeat_age_s")
+    return report.get("checks", {}).get("workers") == "up" and age is not None and age < running_s
 
 
 def main() -> int:
