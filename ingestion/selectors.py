@@ -149,9 +149,9 @@ def alert_figures(
     }
 
 
-def active_alerts() -> list[str]:
-    """Names of the alert thresholds crossed right now."""
-    return [name for name, figure in alert_figures().items() if figure["crossed"]]
+def active_alerts(queue: dict[str, Any] | None = None) -> list[str]:
+    """Names of the alert thresholds crossed right now (``queue``: counts already read)."""
+    return [name for name, figure in alert_figures(queue).items() if figure["crossed"]]
 
 
 def queue_metrics() -> dict[str, Any]:
