@@ -11,8 +11,12 @@ from pathlib import Path
 
 import pytest
 from django.conf import settings
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
 
 from ingestion.models import Job
+from prospects.models import Extraction
 from tests.conftest import wait_for
 from tests.ingestion.test_broker_down import broker_down
 
@@ -85,3 +89,18 @@ def test_degraded_when_no_worker_beats(api, clean_cache):
     assert response.json()["status"] == "degraded"
     assert response.json()["checks"]["workers"] == "down"
     assert Job.objects.count() == 0  # health never enqueues
+
+
+def test_polling_health_reuses_the_hours_figures(api, clean_cache):
+    """The p95 sorts the whole last hour; a poller must not make the database do it each GET."""
+    job = Job.objects.create(session_id="h-1", transcript_hash="h", revised_at=timezone.now())
+    Extraction.objects.create(
+        job=job, revision=1, outcome="failed", error_category="timeout", extractor="claude"
+    )
+    assert "error_rate" in api.get(URL).json()["alerts"]
+
+    with CaptureQueriesContext(connection) as queries:
+        polls = [api.get(URL).json()["alerts"] for _ in range(3)]
+
+    assert all("error_rate" in alerts for alerts in polls)
+    assert not [q["sql"] for q in queries.captured_queries if "prospects_extraction" in q["sql"]]
