@@ -91,11 +91,18 @@ if os.environ.get("GUNICORN_ACCESS_LOG", "").lower() in {"1", "true", "yes"}:
 # prometheus_client, i.e. here in the master before the fork. When the deployer does not set
 # one, gunicorn makes a fresh private directory (in memory when /dev/shm is usable) and
 # removes it at exit; without any, each worker would report only its own share.
-PROMETHEUS_MULTIPROC_DIR = os.environ.get("PROMETHEUS_MULTIPROC_DIR", "")
-_OWN_MULTIPROC_DIR = not PROMETHEUS_MULTIPROC_DIR
-if _OWN_MULTIPROC_DIR:
-    PROMETHEUS_MULTIPROC_DIR = tempfile.mkdtemp(prefix=f"nexus-prometheus-{os.getpid()}-", dir=_IN_MEMORY)
-    os.environ["PROMETHEUS_MULTIPROC_DIR"] = PROMETHEUS_MULTIPROC_DIR
+# The owner's pid is kept beside it: a config reload (HUP) re-reads this file in the same
+# master and keeps the directory; a new master after a binary upgrade (USR2) inherits the
+# environment and makes its own, since the old master removes its directory when it exits.
+_OWNER_KEY = "NEXUS_PROMETHEUS_DIR_OWNER"
+_owner = os.environ.get(_OWNER_KEY, "")
+if not os.environ.get("PROMETHEUS_MULTIPROC_DIR") or _owner not in ("", str(os.getpid())):
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(
+        prefix=f"nexus-prometheus-{os.getpid()}-", dir=_IN_MEMORY
+    )
+    os.environ[_OWNER_KEY] = str(os.getpid())
+PROMETHEUS_MULTIPROC_DIR = os.environ["PROMETHEUS_MULTIPROC_DIR"]
+_OWN_MULTIPROC_DIR = os.environ.get(_OWNER_KEY) == str(os.getpid())
 
 
 def on_starting(server: Any) -> None:

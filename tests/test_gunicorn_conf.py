@@ -137,11 +137,17 @@ def test_metrics_sum_the_post_counters_of_every_worker(gunicorn):
         assert posts_counted(base) == {"accepted": 24, "rejected": 16}
 
 
-def test_gunicorn_removes_the_metrics_directory_it_made(gunicorn):
-    _, master_pid = gunicorn
+def test_gunicorn_keeps_its_metrics_directory_over_a_reload_and_removes_it_at_exit(gunicorn):
+    base, master_pid = gunicorn
     (directory,) = own_multiproc_dirs(master_pid)
-    assert directory.is_dir()
+    assert post(base, producer_body(session_id="gu-before")) == 202
 
+    os.kill(master_pid, signal.SIGHUP)  # reload: config re-read, workers replaced
+    time.sleep(2)
+    assert post(base, producer_body(session_id="gu-after")) == 202
+
+    assert own_multiproc_dirs(master_pid) == [directory]
+    assert posts_counted(base) == {"accepted": 2}  # the old workers' counts are kept
     os.kill(master_pid, signal.SIGTERM)
     deadline = time.monotonic() + 40
     while directory.exists() and time.monotonic() < deadline:
