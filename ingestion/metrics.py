@@ -89,7 +89,10 @@ class ProducerMetricsMiddleware:
         response = self.get_response(request)
         match = request.resolver_match
         if request.method == "POST" and match is not None and match.url_name == "producer":
-            record_post(*post_outcome(response.status_code, getattr(response, "data", None)))
+            try:
+                record_post(*post_outcome(response.status_code, getattr(response, "data", None)))
+            except OSError as exc:  # multiprocess files unwritable: a lost count, not a lost POST
+                logger.warning("producer metric not counted", extra={"error": type(exc).__name__})
         return response
 
 
