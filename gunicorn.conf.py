@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import shutil
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -59,16 +61,18 @@ max_requests_jitter = _int("GUNICORN_MAX_REQUESTS_JITTER", 1000)
 # The worker heartbeat file is fchmod-ed every second: on a container's overlay disk that can
 # stall; /dev/shm is memory-backed.
 _SHM = "/dev/shm"  # noqa: S108 - gunicorn's own heartbeat files, not a shared temp path
-if Path(_SHM).is_dir() and os.access(_SHM, os.W_OK):
-    worker_tmp_dir = _SHM
+_IN_MEMORY = _SHM if Path(_SHM).is_dir() and os.access(_SHM, os.W_OK) else None
+if _IN_MEMORY:
+    worker_tmp_dir = _IN_MEMORY
 
 # gunicorn's control socket defaults to one path per user (~/.gunicorn/gunicorn.ctl): two
 # instances on one machine (two checkouts, tests) would fight over it. Nothing here uses it.
 control_socket_disable = True
 
 # --- Logs --------------------------------------------------------------------------------------
-# The app already logs every request as a JSON line with its request_id; a second access log
-# is off unless GUNICORN_ACCESS_LOG=1, and then it is JSON too.
+# The app logs what goes wrong (refusals through django.request, pipeline events with their
+# request_id) as JSON lines, not every request: an access log line per POST is off unless
+# GUNICORN_ACCESS_LOG=1, and then it is JSON too.
 errorlog = "-"
 loglevel = os.environ.get("GUNICORN_LOGLEVEL", "info")
 accesslog: str | None = None
@@ -81,24 +85,42 @@ if os.environ.get("GUNICORN_ACCESS_LOG", "").lower() in {"1", "true", "yes"}:
     )
 
 # --- Prometheus multiprocess hook --------------------------------------------------------------
-# prometheus-client's multiprocess mode keeps one file per process in PROMETHEUS_MULTIPROC_DIR.
-# Files from a previous run would be summed into this run's counters, so they go at start;
-# a dead worker's live gauges are removed when it exits.
-PROMETHEUS_MULTIPROC_DIR = os.environ.get("PROMETHEUS_MULTIPROC_DIR", "")
+# Every worker answers /metrics for the whole server, so the request counters must be summed
+# over the workers: prometheus-client's multiprocess mode, one file per process in
+# PROMETHEUS_MULTIPROC_DIR. The variable has to be in the environment before a worker imports
+# prometheus_client, i.e. here in the master before the fork. When the deployer does not set
+# one, gunicorn makes a fresh private directory (in memory when /dev/shm is usable) and
+# removes it at exit; without any, each worker would report only its own share.
+# The owner's pid is kept beside it: a config reload (HUP) re-reads this file in the same
+# master and keeps the directory; a new master after a binary upgrade (USR2) inherits the
+# environment and makes its own, since the old master removes its directory when it exits.
+_OWNER_KEY = "NEXUS_PROMETHEUS_DIR_OWNER"
+_owner = os.environ.get(_OWNER_KEY, "")
+if not os.environ.get("PROMETHEUS_MULTIPROC_DIR") or _owner not in ("", str(os.getpid())):
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(
+        prefix=f"nexus-prometheus-{os.getpid()}-", dir=_IN_MEMORY
+    )
+    os.environ[_OWNER_KEY] = str(os.getpid())
+PROMETHEUS_MULTIPROC_DIR = os.environ["PROMETHEUS_MULTIPROC_DIR"]
+_OWN_MULTIPROC_DIR = os.environ.get(_OWNER_KEY) == str(os.getpid())
 
 
 def on_starting(server: Any) -> None:
-    if not PROMETHEUS_MULTIPROC_DIR:
-        return
+    # A directory the deployer chose may hold files from a previous run, which would be
+    # summed into this run's counters: they go (only prometheus' own files, never the folder).
     directory = Path(PROMETHEUS_MULTIPROC_DIR)
     directory.mkdir(parents=True, exist_ok=True)
-    for stale in directory.glob("*.db"):  # only prometheus' own files, never the whole folder
+    for stale in directory.glob("*.db"):
         stale.unlink(missing_ok=True)
 
 
 def child_exit(server: Any, worker: Any) -> None:
-    if not PROMETHEUS_MULTIPROC_DIR:
-        return
+    # A dead worker's live gauges go; its counters stay in the sum, as counters should.
     from prometheus_client import multiprocess
 
     multiprocess.mark_process_dead(worker.pid)
+
+
+def on_exit(server: Any) -> None:
+    if _OWN_MULTIPROC_DIR:
+        shutil.rmtree(PROMETHEUS_MULTIPROC_DIR, ignore_errors=True)

@@ -33,7 +33,7 @@ def report() -> dict[str, Any]:
     broker_up = selectors.broker_ok()
     workers = selectors.workers_alive()
     queue = selectors.queue_counts()
-    alerts = selectors.active_alerts()
+    alerts = selectors.active_alerts(queue)  # the queue counts just read, not read again
     paused = breaker.state()
     body["checks"] = {
         "database": "up",

@@ -2,9 +2,10 @@
 
 Two kinds, because web and worker run as many processes:
 - request counters (producer POSTs by outcome) live in the process that answered; under
-  gunicorn they use prometheus-client's multiprocess mode (``PROMETHEUS_MULTIPROC_DIR`` set
-  before start, emptied at each start) and are summed at scrape time; without that directory
-  they are plain in-process counters (``make run``, tests);
+  gunicorn they use prometheus-client's multiprocess mode (gunicorn.conf.py sets
+  ``PROMETHEUS_MULTIPROC_DIR`` before the fork, a fresh directory per run unless the deployer
+  chose one) and are summed at scrape time; without that variable (``runserver``, tests)
+  they are plain in-process counters;
 - everything about the queue and the extractions is read from the ledger and Extraction rows
   at scrape time (``LedgerCollector``), so every web process reports the same figures the
   workers produced (SPEC §10). Totals over all rows are exposed as counters: the rows they
@@ -88,7 +89,10 @@ class ProducerMetricsMiddleware:
         response = self.get_response(request)
         match = request.resolver_match
         if request.method == "POST" and match is not None and match.url_name == "producer":
-            record_post(*post_outcome(response.status_code, getattr(response, "data", None)))
+            try:
+                record_post(*post_outcome(response.status_code, getattr(response, "data", None)))
+            except OSError as exc:  # multiprocess files unwritable: a lost count, not a lost POST
+                logger.warning("producer metric not counted", extra={"error": type(exc).__name__})
         return response
 
 

@@ -28,10 +28,13 @@ def sync_schedules(**kwargs: Any) -> None:
 
     names = wanted()
     for name, (task, every) in names.items():
-        # Sub-second precision is not needed; whole seconds keep the interval table small.
-        schedule, _ = IntervalSchedule.objects.get_or_create(
-            every=max(1, round(every)), period=IntervalSchedule.SECONDS
-        )
+        # Sub-second precision is not needed; whole seconds keep the interval table small. The
+        # table has no unique key: an interval added twice in the admin must not break migrate
+        # (get_or_create would raise MultipleObjectsReturned), so the oldest match is reused.
+        interval = {"every": max(1, round(every)), "period": IntervalSchedule.SECONDS}
+        schedule = IntervalSchedule.objects.filter(**interval).order_by(
+            "id"
+        ).first() or IntervalSchedule.objects.create(**interval)
         PeriodicTask.objects.update_or_create(
             name=name, defaults={"task": task, "interval": schedule, "enabled": True}
         )

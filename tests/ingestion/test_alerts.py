@@ -80,3 +80,34 @@ def test_crossed_alert_makes_health_degraded(clean_cache, low_thresholds, api):
 
     assert body["status"] == "degraded"
     assert "queue_length" in body["alerts"]
+
+
+def test_p95_latency_alert_follows_the_slowest_twentieth_of_the_last_hour(clean_cache, caplog):
+    caplog.set_level(logging.INFO, logger="ingestion.maintenance")
+    job = Job.objects.create(session_id="al-p95", transcript_hash="p", revised_at=timezone.now())
+
+    def extracted(n: int, latency_ms: int) -> None:
+        start = Extraction.objects.count()
+        for i in range(n):
+            Extraction.objects.create(
+                job=job, revision=1, trigger=f"t{start + i}", outcome="ok", extractor="offline",
+                pipeline_latency_ms=latency_ms,
+            )  # fmt: skip
+
+    extracted(19, 200)
+    extracted(1, 9000)  # one slow POST in twenty: under the p95
+    assert "p95_latency" not in alerts_check()
+
+    extracted(2, 9000)  # now three in twenty-two: the p95 is a slow one
+    assert "p95_latency" in alerts_check()
+    lines = {r.alert: r for r in alert_lines(caplog)}
+    assert (lines["p95_latency"].levelno, lines["p95_latency"].value, lines["p95_latency"].threshold) == (
+        logging.WARNING,
+        9.0,
+        5.0,
+    )
+
+    Extraction.objects.update(created_at=timezone.now() - timedelta(hours=2))  # out of the window
+    assert alerts_check() == []
+    (cleared,) = alert_lines(caplog)
+    assert (cleared.levelno, cleared.alert) == (logging.INFO, "p95_latency")

@@ -64,12 +64,13 @@ def test_status_and_since_select_exactly_the_matching_jobs():
 
 
 def test_dry_run_prints_the_selection_and_queues_nothing():
-    make_job("f-1")
+    first = make_job("f-1", error_category="bad_request")
     make_job("f-2")
 
     out = run("--status", "failed", "--dry-run")
 
     assert out.count("would queue  ") == 2
+    assert f"would queue  {first.id}  f-1  failed  bad_request\n" in out
     assert "would queue 2 job(s)" in out and "dry run" in out
     assert requeued() == set()
     assert set(Job.objects.values_list("status", flat=True)) == {JobStatus.FAILED}
@@ -120,6 +121,9 @@ def test_all_is_refused_without_yes_and_a_filter_is_required():
         run("--all")
     with pytest.raises(CommandError, match="choose jobs"):
         run()
+    assert requeued() == set()
+    # A dry run queues nothing, so it may look at everything without the confirmation.
+    assert "would queue 1 job(s)" in run("--all", "--dry-run")
     assert requeued() == set()
 
     run("--all", "--yes")

@@ -66,6 +66,23 @@ def test_request_id_reaches_the_task_log_lines_with_job_and_session(celery_worke
     assert "300 123 4567" not in output
 
 
+@pytest.mark.redis
+@pytest.mark.parametrize("header", [None, "not plain: spaces\nand a newline"], ids=["absent", "refused"])
+def test_without_a_usable_request_id_the_message_id_is_the_correlation_id(
+    celery_worker, api, log_lines, header
+):
+    extra = {"HTTP_X_REQUEST_ID": header} if header else {}
+
+    response = api.post("/api/nexus/producer", producer_body(session_id="log-2"), format="json", **extra)
+    body = response.json()
+    wait_for(lambda: Job.objects.filter(id=body["queueId"], status=JobStatus.COMPLETED).exists())
+
+    assert response["X-Request-Id"] == body["messageId"]
+    pipeline_lines = [r for r in records(log_lines) if r["logger"] == "ingestion.pipeline"]
+    assert pipeline_lines
+    assert {line["request_id"] for line in pipeline_lines} == {body["messageId"]}
+
+
 def test_contact_data_is_redacted_from_messages_extras_and_tracebacks(log_lines):
     logger = logging.getLogger("ingestion.test")
     logger.warning(

@@ -161,3 +161,18 @@ def test_post_outcome_labels_never_carry_client_text():
     assert post_outcome(413, {"error": "payload_too_large"}) == ("rejected", "payload_too_large")
     assert post_outcome(400, {"error": "<script>x</script>"}) == ("rejected", "http_400")
     assert post_outcome(500, json.loads("null")) == ("rejected", "http_500")
+
+
+def test_an_unwritable_metrics_directory_loses_a_count_not_the_post(tmp_path):
+    """The multiprocess directory gone (a tmp cleaner, a wrong mount): the POST is still answered."""
+    env = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(tmp_path / "gone")}
+    code = (
+        "import django; django.setup(); from django.test import Client; "
+        "r = Client().post('/api/nexus/producer', {'messages': []}, content_type='application/json'); "
+        "print(r.status_code, r.json()['error'])"
+    )
+    result = subprocess.run([sys.executable, "-c", code], env=env, timeout=60, capture_output=True, text=True)
+
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.strip().splitlines()[-1] == "400 validation_error"
+    assert "producer metric not counted" in result.stderr

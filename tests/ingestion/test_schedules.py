@@ -40,3 +40,14 @@ def test_resync_removes_stale_schedules_and_restores_edited_ones(settings):
     assert PeriodicTask.objects.get(name="nexus:alerts").enabled
     assert PeriodicTask.objects.get(name="nexus:sweep").interval.every == 15
     assert PeriodicTask.objects.filter(name__startswith="nexus:").count() == 3
+
+
+def test_resync_survives_duplicate_intervals_made_in_the_admin():
+    from django_celery_beat.models import IntervalSchedule
+
+    IntervalSchedule.objects.create(every=30, period=IntervalSchedule.SECONDS)
+    IntervalSchedule.objects.create(every=30, period=IntervalSchedule.SECONDS)
+
+    sync_schedules()
+
+    assert PeriodicTask.objects.get(name="nexus:sweep").interval.every == 30

@@ -118,7 +118,9 @@ class Command(BaseCommand):
                 self.stdout.write(f"skipped  {job.id}  {job.session_id}  {job.status}  (being processed)")
                 continue
             queued += 1
-            self.stdout.write(f"{verb}  {job.id}  {job.session_id}  {job.status}")
+            # The category says why a failed job failed (last_error in full is in the admin).
+            why = f"  {job.error_category}" if job.error_category else ""
+            self.stdout.write(f"{verb}  {job.id}  {job.session_id}  {job.status}{why}")
         summary = f"{verb} {queued} job(s)"
         if purged or busy:
             summary += f"; skipped {purged + busy} (purged: {purged}, processing: {busy})"
