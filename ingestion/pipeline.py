@@ -247,7 +247,9 @@ def job_record_failure(*, claim: Claim, error: ExtractionError) -> str:
             outcome=ExtractionOutcome.FAILED,
             error_category=error.category,
             extractor=get_extractor().name,
+            model=error.model,
             **_usage_fields(error.usage),
+            cost_usd=error.cost_usd,
         )
         _release(job)
         job.last_error = str(error)[:2000]

@@ -40,6 +40,7 @@ _SETTINGS = {
     "ANTHROPIC_MODEL",
     "ANTHROPIC_TIMEOUT_SECONDS",
     "ANTHROPIC_MAX_TOKENS",
+    "ANTHROPIC_THINKING",
     "ANTHROPIC_PRICES",
 }
 
@@ -71,12 +72,22 @@ def _build() -> Extractor:
     if choice == "claude" and not has_key:
         raise ImproperlyConfigured("EXTRACTOR=claude needs ANTHROPIC_API_KEY")
     if choice == "claude" or (choice == "" and has_key):
-        from .claude import ClaudeExtractor
+        from .claude import THINKING_MODES, ClaudeExtractor
 
+        thinking = settings.ANTHROPIC_THINKING
+        if thinking not in THINKING_MODES:
+            raise ImproperlyConfigured(
+                f"ANTHROPIC_THINKING must be 'disabled', 'adaptive' or empty, not {thinking!r}"
+            )
         claude = ClaudeExtractor.from_settings()
         logger.info(
             "extractor chosen: claude",
-            extra={"extractor": "claude", "model": claude.model, "structured_outputs": claude.structured},
+            extra={
+                "extractor": "claude",
+                "model": claude.model,
+                "structured_outputs": claude.structured,
+                "thinking": claude.thinking or "model default",
+            },
         )
         return claude
     from .offline import OfflineExtractor
