@@ -36,11 +36,19 @@ from typing import Any
 from .offline import extract_raw
 from .schema import clamp_nivel
 
+# Structured outputs' JSON-schema subset (Anthropic docs): numeric and length constraints are
+# refused, as are array bounds other than minItems 0/1; format only from a fixed list; pattern
+# only without backreferences, lookaround or \b. The SDK moves such constraints into the
+# description for pydantic schemas; a raw schema dict (what NEXUS sends) reaches the API as is.
 UNSUPPORTED_SCHEMA_KEYWORDS = {
-    "minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum", "multipleOf", "pattern", "format",
+    "minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum", "multipleOf",
     "minLength", "maxLength", "maxItems", "uniqueItems", "minProperties", "maxProperties",
     "patternProperties", "if", "then", "else", "not",
 }  # fmt: skip
+SUPPORTED_STRING_FORMATS = {
+    "date-time", "time", "date", "duration", "email", "hostname", "uri", "ipv4", "ipv6", "uuid",
+}  # fmt: skip
+_UNSUPPORTED_REGEX = re.compile(r"\\[1-9bB]|\(\?<?[=!]")
 MAX_CACHE_MARKS = 4
 DEFAULT_HANG_SECONDS = 60.0  # past any sane client timeout; stop() wakes hung handlers
 _MESSAGE_RE = re.compile(r'<message[^>]*\brole="(user|assistant)"[^>]*>(.*?)</message>', re.DOTALL)
@@ -489,7 +497,13 @@ def _check_schema(schema: Any, path: str) -> None:
     if not isinstance(schema, dict):
         return
     for key, value in schema.items():
-        if key in UNSUPPORTED_SCHEMA_KEYWORDS:
+        unsupported = (
+            key in UNSUPPORTED_SCHEMA_KEYWORDS
+            or (key == "minItems" and value not in (0, 1))
+            or (key == "format" and value not in SUPPORTED_STRING_FORMATS)
+            or (key == "pattern" and (not isinstance(value, str) or _UNSUPPORTED_REGEX.search(value)))
+        )
+        if unsupported:
             raise ApiError(
                 400, "invalid_request_error", f"{path}: JSON schema keyword '{key}' is not supported"
             )

@@ -91,13 +91,49 @@ def test_more_than_four_cache_marks_are_rejected(fake_claude: FakeClaude) -> Non
     assert "Found 5" in body["error"]["message"]
 
 
-@pytest.mark.parametrize("keyword", [{"minimum": 0}, {"maximum": 10}, {"pattern": "^a"}, {"format": "email"}])
-def test_unsupported_schema_keywords_are_rejected(fake_claude: FakeClaude, keyword: dict[str, Any]) -> None:
+def _with(field: str, keyword: dict[str, Any]) -> dict[str, Any]:
     schema = json.loads(json.dumps(OUTPUT_SCHEMA))
-    schema["properties"]["nivel_interes"].update(keyword)
-    body = _body(output_config={"format": {"type": "json_schema", "schema": schema}})
-    status, answer = _post(f"{fake_claude.url}/v1/messages", body)
+    target = schema["properties"][field]
+    (target["anyOf"][0] if "anyOf" in target else target).update(keyword)
+    return _body(output_config={"format": {"type": "json_schema", "schema": schema}})
+
+
+@pytest.mark.parametrize(
+    ("field", "keyword"),
+    [
+        ("nivel_interes", {"minimum": 0}),
+        ("nivel_interes", {"maximum": 10}),
+        ("nivel_interes", {"multipleOf": 1}),
+        ("nombre", {"minLength": 1}),
+        ("nombre", {"maxLength": 80}),
+        ("objeciones", {"maxItems": 4}),
+        ("objeciones", {"minItems": 2}),
+        ("objeciones", {"uniqueItems": True}),
+        ("telefono", {"format": "phone"}),
+        ("telefono", {"pattern": "^(\\d)\\1+$"}),  # backreference
+        ("email", {"pattern": "^(?!admin).*$"}),  # lookahead
+    ],
+)
+def test_unsupported_schema_keywords_are_rejected(
+    fake_claude: FakeClaude, field: str, keyword: dict[str, Any]
+) -> None:
+    status, answer = _post(f"{fake_claude.url}/v1/messages", _with(field, keyword))
     _assert_api_error(status, answer, 400, "invalid_request_error")
+
+
+@pytest.mark.parametrize(
+    ("field", "keyword"),
+    [
+        ("email", {"format": "email"}),
+        ("telefono", {"pattern": "^\\+?[0-9 ]+$"}),
+        ("objeciones", {"minItems": 0}),
+        ("nombre", {"description": "the visitor's own name"}),
+    ],
+)
+def test_keywords_structured_outputs_support_are_accepted(
+    fake_claude: FakeClaude, field: str, keyword: dict[str, Any]
+) -> None:
+    assert _post(f"{fake_claude.url}/v1/messages", _with(field, keyword))[0] == 200
 
 
 def test_cache_usage_appears_only_for_a_long_enough_marked_prefix(fake_claude: FakeClaude) -> None:
