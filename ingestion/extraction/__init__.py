@@ -13,6 +13,7 @@ import os
 import threading
 from typing import Any
 
+from celery.signals import worker_ready
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 from django.core.signals import setting_changed
@@ -99,6 +100,15 @@ def _build() -> Extractor:
             "extractor chosen: offline, because no ANTHROPIC_API_KEY is set", extra={"extractor": "offline"}
         )
     return OfflineExtractor()
+
+
+@worker_ready.connect
+def _build_when_the_worker_starts(**kwargs: Any) -> None:
+    """Build the extractor (importing the SDK, ~1 s) at worker start, not inside the first job."""
+    try:
+        get_extractor()
+    except ImproperlyConfigured as error:  # the first job meets it again and fails visibly
+        logger.error("extractor misconfigured", extra={"error": str(error)})
 
 
 def _on_setting_changed(*, setting: str, **kwargs: Any) -> None:
