@@ -11,6 +11,9 @@ import logging
 import pytest
 
 from ingestion import breaker
+from ingestion.extraction.base import Usage
+from ingestion.extraction.claude import cost_usd
+from ingestion.extraction.prompt import PROMPT_VERSION
 from ingestion.models import Job, JobStatus
 from prospects.models import Extraction, Prospect
 from tests.conftest import SEED_MESSAGES, producer_body, transcript, wait_for
@@ -99,6 +102,23 @@ def test_a_retry_after_beyond_the_cap_waits_the_cap_not_longer(api, claude, cele
     job = wait_for(lambda: Job.objects.filter(id=job_id, attempts=1).first())
     assert (job.next_attempt_at - job.updated_at).total_seconds() <= cap + 0.1
     wait_for(lambda: job_in(job_id, JobStatus.COMPLETED), timeout=cap + 15)
+
+
+def test_a_claude_run_records_model_prompt_version_usage_cost_and_stop_reason(api, claude, celery_worker):
+    first = post(api, session_id="usage-1")
+    wait_for(lambda: job_in(first, JobStatus.COMPLETED))
+    second = post(api, session_id="usage-2")
+    wait_for(lambda: job_in(second, JobStatus.COMPLETED))
+    rows = list(Extraction.objects.filter(job_id__in=[first, second]).order_by("created_at"))
+    for row in rows:
+        assert (row.outcome, row.extractor, row.model) == ("ok", "claude", "claude-haiku-5-5")
+        assert (row.prompt_version, row.stop_reason) == (PROMPT_VERSION, "end_turn")
+        assert row.input_tokens > 0 and row.output_tokens > 0 and row.latency_ms > 0
+        usage = Usage(row.input_tokens, row.output_tokens, row.cache_creation_tokens, row.cache_read_tokens)
+        assert float(row.cost_usd) == pytest.approx(cost_usd("claude-haiku-5-5", usage), abs=1e-6)
+    # The system prompt is written to the cache once, then read: the second call is cheaper.
+    assert rows[0].cache_creation_tokens > 0 and rows[1].cache_read_tokens == rows[0].cache_creation_tokens
+    assert rows[1].cost_usd < rows[0].cost_usd
 
 
 def test_timeout_is_transient_and_retried(api, claude, celery_worker, settings):
