@@ -13,7 +13,6 @@ import os
 import threading
 from typing import Any
 
-from celery.signals import worker_ready
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 from django.core.signals import setting_changed
@@ -27,6 +26,7 @@ __all__ = [
     "FailureKind",
     "Usage",
     "get_extractor",
+    "prepare",
     "reset_extractor",
 ]
 
@@ -102,12 +102,12 @@ def _build() -> Extractor:
     return OfflineExtractor()
 
 
-@worker_ready.connect
-def _build_when_the_worker_starts(**kwargs: Any) -> None:
-    """Build the extractor (importing the SDK, ~1 s) at worker start, not inside the first job."""
+def prepare() -> None:
+    """Build the extractor now (the SDK import and client take ~1 s), so that a worker that
+    says it is ready does not make its first job wait for it. Called at worker start."""
     try:
         get_extractor()
-    except ImproperlyConfigured as error:  # the first job meets it again and fails visibly
+    except ImproperlyConfigured as error:  # every job meets it again, and fails
         logger.error("extractor misconfigured", extra={"error": str(error)})
 
 
