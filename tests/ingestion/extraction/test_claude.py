@@ -174,12 +174,17 @@ def test_insane_retry_after_is_ignored_and_a_long_one_clamped(
 @pytest.mark.parametrize(
     ("step", "kind", "category"),
     [
+        ("408", FailureKind.TRANSIENT, "timeout"),
+        ("409", FailureKind.TRANSIENT, "server_error"),
         ("529", FailureKind.TRANSIENT, "overloaded"),
         ("500", FailureKind.TRANSIENT, "server_error"),
+        ("502", FailureKind.TRANSIENT, "server_error"),
         ("503", FailureKind.TRANSIENT, "server_error"),
+        ("504", FailureKind.TRANSIENT, "timeout"),
         ("400", FailureKind.PERMANENT, "bad_request"),
         ("404", FailureKind.PERMANENT, "not_found"),
         ("413", FailureKind.PERMANENT, "too_large"),
+        ("422", FailureKind.PERMANENT, "unprocessable"),
         ("401", FailureKind.ACCOUNT, "auth"),
         ("403", FailureKind.ACCOUNT, "auth"),
         ("spend_limit", FailureKind.ACCOUNT, "spend_limit"),
