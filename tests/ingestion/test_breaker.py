@@ -16,15 +16,18 @@ def timers(settings, clean_cache):
 
 def test_each_trip_doubles_the_pause_up_to_the_cap(timers):
     assert [breaker.trip(category="auth") for _ in range(4)] == [30.0, 60.0, 100.0, 100.0]
-    assert breaker.state()["trips"] == 4
+    state = breaker.state()
+    assert state is not None and state["trips"] == 4
 
 
 def test_while_open_jobs_wait_and_once_due_exactly_one_probes(timers):
     assert breaker.pause_remaining() is None  # closed: go ahead
     breaker.trip(category="spend_limit")
-    assert 29 < breaker.pause_remaining() <= 30
+    pause = breaker.pause_remaining()
+    assert pause is not None and 29 < pause <= 30
 
     state = breaker.state()
+    assert state is not None
     breaker.cache.set("breaker:state", {**state, "until": state["until"] - 31}, timeout=None)  # due now
     assert breaker.pause_remaining() is None  # this caller is the probe
     assert breaker.pause_remaining() == 30.0  # everyone else waits for the probe's verdict
