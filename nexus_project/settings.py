@@ -214,7 +214,8 @@ NEXUS = {
     # coalesces to a few dozen extractions a day; 0 switches a cap off. Jobs over a cap wait
     # for the next UTC day (pending, next_attempt_at set); nothing is dropped.
     "MAX_EXTRACTIONS_PER_SESSION_PER_DAY": env.int("NEXUS_MAX_EXTRACTIONS_PER_SESSION_PER_DAY", default=100),
-    # ~2k tokens per Haiku extraction: 20M tokens is ~10k extractions, a few tens of dollars.
+    # ~2k tokens per extraction uncached: 20M tokens is ~10k extractions, ~$2-3 on Haiku 5.5
+    # (~$20-25 on Haiku 4.5). Cache reads are not counted against it.
     "DAILY_TOKEN_BUDGET": env.int("NEXUS_DAILY_TOKEN_BUDGET", default=20_000_000),
     # A claimed job belongs to its worker this long; longer than the Claude timeout so a slow
     # call finishes before another worker may take the job over.
