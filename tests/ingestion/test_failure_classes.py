@@ -86,7 +86,9 @@ def test_a_backing_off_job_shows_attempts_next_attempt_and_last_error(api, claud
     assert job.status == JobStatus.PENDING
     assert job.error_category == "rate_limited" and "429" in job.last_error
     wait = (job.next_attempt_at - job.updated_at).total_seconds()
-    assert 1.4 <= wait <= 1.6  # the retry-after the API asked for
+    # The retry-after the API asked for (jitter alone would be under 0.1 s here); the row is saved a
+    # moment after the countdown was computed, hence the slack below 1.5.
+    assert 1.0 <= wait <= 1.5
     public = api.get(f"/api/nexus/jobs/{job_id}").json()
     assert (public["status"], public["attempts"], public["errorCategory"]) == ("pending", 1, "rate_limited")
     assert "last_error" not in public and "per-minute" not in str(public)  # no raw API text
