@@ -114,6 +114,14 @@ def on_starting(server: Any) -> None:
         stale.unlink(missing_ok=True)
 
 
+def post_worker_init(worker: Any) -> None:
+    # A cold worker served its first POST in 80-250 ms (imports, connections); see warmup.py.
+    if os.environ.get("GUNICORN_WARM_UP", "1").lower() not in {"0", "false", "no"}:
+        from ingestion.warmup import warm_up
+
+        warm_up(worker.wsgi)
+
+
 def child_exit(server: Any, worker: Any) -> None:
     # A dead worker's live gauges go; its counters stay in the sum, as counters should.
     from prometheus_client import multiprocess

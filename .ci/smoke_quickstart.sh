@@ -1,10 +1,14 @@
 #!/usr/bin/env bash
 # Quick-start smoke test, as a newcomer would do it: `make run` from this checkout with a clean
 # environment (no DATABASE_URL, no REDIS_URL: SQLite and the embedded valkey under var/), the
-# seed conversation POSTed until its job is completed, a duplicate flagged, then Ctrl-C
-# (SIGINT to the process group) must stop everything and free ports 8000, 5555 and 6390.
+# seed conversation POSTed until its job is completed, a duplicate flagged without a second
+# extraction, a longer transcript as revision 2, then Ctrl-C (SIGINT to the process group)
+# must stop everything and free ports 8000, 5555 and 6390. Then the Claude path: the fake
+# Messages API server started alone, `make run` again with ANTHROPIC_BASE_URL pointing at it
+# and any ANTHROPIC_API_KEY, and the seed extracted by the claude extractor (~15 s more).
 #
 #   bash .ci/smoke_quickstart.sh        (SMOKE_START_TIMEOUT=180 covers a first install)
+#   SMOKE_CLAUDE=0 bash .ci/smoke_quickstart.sh   offline phase only
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -29,6 +33,9 @@ fail() {
     exit 1
 }
 
+FAKE_PID=""
+FAKE_PORT=${SMOKE_FAKE_PORT:-8765}
+
 cleanup() {
     # Whatever happened, leave nothing of ours running: TERM the group, then KILL it.
     if [[ -n "$RUN_PID" ]] && kill -0 "$RUN_PID" 2>/dev/null; then
@@ -36,6 +43,7 @@ cleanup() {
         for _ in $(seq 1 40); do kill -0 "$RUN_PID" 2>/dev/null || break; sleep 0.5; done
         kill -KILL -- "-$RUN_PID" 2>/dev/null || true
     fi
+    if [[ -n "$FAKE_PID" ]]; then kill "$FAKE_PID" 2>/dev/null || true; fi
 }
 trap cleanup EXIT
 
@@ -45,37 +53,77 @@ for port in "${PORTS[@]}"; do
     fi
 done
 
-say "starting make run (clean environment, log $LOG)"
-t0=$SECONDS
-# setsid: make run leads its own process group, like a terminal's foreground job; its pid is
-# the group id (setsid does not fork when the caller is not a group leader).
-setsid env -i PATH="$PATH" HOME="$HOME" LANG=C.UTF-8 make run >"$LOG" 2>&1 </dev/null &
-RUN_PID=$!
+# start_run [VAR=value...]: `make run` with a clean environment plus the given variables, until
+# it says ready.
+start_run() {
+    say "starting make run (clean environment${*:+ plus $*}, log $LOG)"
+    t0=$SECONDS
+    # setsid: make run leads its own process group, like a terminal's foreground job; its pid
+    # is the group id (setsid does not fork when the caller is not a group leader).
+    setsid env -i PATH="$PATH" HOME="$HOME" LANG=C.UTF-8 "$@" make run >"$LOG" 2>&1 </dev/null &
+    RUN_PID=$!
+    until curl -fsS -o /dev/null --max-time 2 "$BASE/healthz" 2>/dev/null; do
+        kill -0 "$RUN_PID" 2>/dev/null || fail "make run exited before web answered"
+        (( SECONDS - t0 < START_TIMEOUT )) || fail "web did not answer /healthz within ${START_TIMEOUT}s"
+        sleep 1
+    done
+    say "web answered /healthz after $((SECONDS - t0))s"
+    # "ready" once a worker's heartbeat is in: from then on a POST is processed at once.
+    until grep -q "devrun | ready in" "$LOG"; do
+        kill -0 "$RUN_PID" 2>/dev/null || fail "make run exited before it was ready"
+        (( SECONDS - t0 < START_TIMEOUT )) || fail "make run was not ready within ${START_TIMEOUT}s"
+        sleep 0.5
+    done
+    say "$(grep -m1 "devrun | ready in" "$LOG")"
+}
 
-until curl -fsS -o /dev/null --max-time 2 "$BASE/healthz" 2>/dev/null; do
-    kill -0 "$RUN_PID" 2>/dev/null || fail "make run exited before web answered"
-    (( SECONDS - t0 < START_TIMEOUT )) || fail "web did not answer /healthz within ${START_TIMEOUT}s"
-    sleep 1
-done
-say "web answered /healthz after $((SECONDS - t0))s"
-# make run says "ready" once a worker's heartbeat is in: from then on a POST is processed at once.
-until grep -q "devrun | ready in" "$LOG"; do
-    kill -0 "$RUN_PID" 2>/dev/null || fail "make run exited before it was ready"
-    (( SECONDS - t0 < START_TIMEOUT )) || fail "make run was not ready within ${START_TIMEOUT}s"
+# stop_run: Ctrl-C to the process group; everything must stop and free the ports.
+stop_run() {
+    say "sending SIGINT to the make run process group ($RUN_PID)"
+    local t2=$SECONDS rc
+    kill -INT -- "-$RUN_PID"
+    while kill -0 "$RUN_PID" 2>/dev/null; do
+        (( SECONDS - t2 < STOP_TIMEOUT )) || fail "make run still running ${STOP_TIMEOUT}s after SIGINT"
+        sleep 0.5
+    done
+    set +e
+    wait "$RUN_PID"
+    rc=$?
+    set -e
+    RUN_PID=""
+    # make itself re-raises SIGINT after its recipe ends (130); the supervisor's own verdict is
+    # its last line, printed only after every child and valkey stopped and it exited 0.
+    grep -q "devrun | all processes stopped" "$LOG" || fail "make run did not report a clean stop (exit $rc)"
+    [[ $rc == 0 || $rc == 130 ]] || fail "make run exited $rc after SIGINT"
     sleep 0.5
-done
-say "$(grep -m1 "devrun | ready in" "$LOG")"
+    for port in "${PORTS[@]}"; do
+        listening "$port" && fail "port $port still has a listener after make run stopped"
+    done
+    say "stopped cleanly in $((SECONDS - t2))s (make exit $rc); ports ${PORTS[*]} are free"
+}
+
+smoke_started=$SECONDS
+start_run
 PY=$PWD/.venv/bin/python
 
+seed_body() {
+    printf '{"messages":[{"role":"user","content":"Hola, me llamo Juan Pérez"},{"role":"assistant","content":"Hola Juan, ¿en qué puedo ayudarte?"},{"role":"user","content":"Quiero saber sobre las oportunidades de inversión"}],"sessionId":"%s","fingerprint":"test-fingerprint-456"}' "$1"
+}
 session="ci-smoke-$(date +%s)"
-body=$(printf '{"messages":[{"role":"user","content":"Hola, me llamo Juan Pérez"},{"role":"assistant","content":"Hola Juan, ¿en qué puedo ayudarte?"},{"role":"user","content":"Quiero saber sobre las oportunidades de inversión"}],"sessionId":"%s","fingerprint":"test-fingerprint-456"}' "$session")
+body=$(seed_body "$session")
 
-post_started=$(date +%s.%N)
-read -r code post_s < <(curl -sS -o "$WORK/post.json" -w '%{http_code} %{time_total}\n' --max-time 10 \
-    -H 'Content-Type: application/json' -d "$body" "$BASE/api/nexus/producer")
-[[ "$code" == 202 ]] || fail "POST answered $code, expected 202: $(cat "$WORK/post.json")"
-queue_id=$(field "$WORK/post.json" queueId)
-say "POST 202 in ${post_s}s, queueId $queue_id"
+# post_seed: POST the seed body; sets queue_id, post_started and post_ms.
+post_seed() {
+    local code post_s
+    post_started=$(date +%s.%N)
+    read -r code post_s < <(curl -sS -o "$WORK/post.json" -w '%{http_code} %{time_total}\n' --max-time 10 \
+        -H 'Content-Type: application/json' -d "$body" "$BASE/api/nexus/producer")
+    [[ "$code" == 202 ]] || fail "POST answered $code, expected 202: $(cat "$WORK/post.json")"
+    queue_id=$(field "$WORK/post.json" queueId)
+    post_ms=$(awk -v s="$post_s" 'BEGIN{printf "%.1f", s * 1000}')
+    say "POST 202 in ${post_ms} ms (target: well under 100 ms), queueId $queue_id"
+}
+post_seed
 
 # wait_job REVISION: poll the public jobs endpoint until that revision is completed.
 wait_job() {
@@ -90,13 +138,15 @@ wait_job() {
     done
 }
 wait_job 1
-say "job completed $(awk -v a="$post_started" -v b="$(date +%s.%N)" 'BEGIN{printf "%.2f", b-a}')s after the POST: $(cat "$WORK/job.json")"
+say "job completed $(awk -v a="$post_started" -v b="$(date +%s.%N)" 'BEGIN{printf "%.2f", b-a}')s after the POST (target: within 2 s): $(cat "$WORK/job.json")"
 
-# prospect_field FIELD: the prospect of the seed fingerprint, read with the app's own settings.
-prospect_field() {
+# django EXPR: evaluate EXPR with the app's own settings (the checkout's development ones).
+django() {
     env -i PATH="$PATH" HOME="$HOME" LANG=C.UTF-8 "$PY" manage.py shell -v 0 -c \
-        "from prospects.models import Prospect; print(Prospect.objects.get(fingerprint='test-fingerprint-456').$1)" 2>/dev/null
+        "from prospects.models import Prospect, Extraction; print($1)" 2>/dev/null
 }
+prospect_field() { django "Prospect.objects.get(fingerprint='test-fingerprint-456').$1"; }
+extractions() { django "Extraction.objects.filter(job_id='$queue_id').count()"; }
 nombre=$(prospect_field nombre)
 [[ "$nombre" == "Juan Pérez" ]] || fail "prospect nombre is '$nombre', expected 'Juan Pérez'"
 say "prospect for test-fingerprint-456: nombre '$nombre'"
@@ -105,7 +155,10 @@ code=$(curl -sS -o "$WORK/dup.json" -w '%{http_code}' --max-time 10 \
     -H 'Content-Type: application/json' -d "$body" "$BASE/api/nexus/producer")
 [[ "$code" == 202 && "$(field "$WORK/dup.json" duplicate)" == true ]] \
     || fail "duplicate POST answered $code without \"duplicate\": true: $(cat "$WORK/dup.json")"
-say "duplicate POST answered 202 with \"duplicate\": true"
+sleep 1  # a task it had wrongly published would have run by now
+n=$(extractions)
+[[ "$n" == 1 ]] || fail "after the duplicate POST the job has $n extractions, expected 1"
+say "duplicate POST answered 202 with \"duplicate\": true; still 1 extraction"
 
 longer=$(printf '{"messages":[{"role":"user","content":"Hola, me llamo Juan Pérez"},{"role":"assistant","content":"Hola Juan, ¿en qué puedo ayudarte?"},{"role":"user","content":"Quiero saber sobre las oportunidades de inversión"},{"role":"assistant","content":"¡Genial! ¿Cómo te contacto?"},{"role":"user","content":"Mi correo es juan.perez@example.com"}],"sessionId":"%s","fingerprint":"test-fingerprint-456"}' "$session")
 code=$(curl -sS -o "$WORK/longer.json" -w '%{http_code}' --max-time 10 \
@@ -114,27 +167,31 @@ code=$(curl -sS -o "$WORK/longer.json" -w '%{http_code}' --max-time 10 \
 wait_job 2
 email=$(prospect_field email)
 [[ "$email" == "juan.perez@example.com" ]] || fail "prospect email is '$email' after revision 2"
+n=$(extractions)
+[[ "$n" == 2 ]] || fail "after revision 2 the job has $n extractions, expected 2"
 say "longer transcript: revision 2 completed, prospect now has the email"
+stop_run
 
-say "sending SIGINT to the make run process group ($RUN_PID)"
-t2=$SECONDS
-kill -INT -- "-$RUN_PID"
-while kill -0 "$RUN_PID" 2>/dev/null; do
-    (( SECONDS - t2 < STOP_TIMEOUT )) || fail "make run still running ${STOP_TIMEOUT}s after SIGINT"
-    sleep 0.5
-done
-set +e
-wait "$RUN_PID"
-rc=$?
-set -e
-RUN_PID=""
-# make itself re-raises SIGINT after its recipe ends (130); the supervisor's own verdict is
-# its last line, printed only after every child and valkey stopped and it exited 0.
-grep -q "devrun | all processes stopped" "$LOG" || fail "make run did not report a clean stop (exit $rc)"
-[[ $rc == 0 || $rc == 130 ]] || fail "make run exited $rc after SIGINT"
-sleep 0.5
-for port in "${PORTS[@]}"; do
-    listening "$port" && fail "port $port still has a listener after make run stopped"
-done
-say "stopped cleanly in $((SECONDS - t2))s (make exit $rc); ports ${PORTS[*]} are free"
-say "OK: quick start works end to end in $((SECONDS - t0))s"
+if [[ "${SMOKE_CLAUDE:-1}" != 0 ]]; then
+    listening "$FAKE_PORT" && fail "port $FAKE_PORT (the fake Messages API) is already in use"
+    "$PY" -m ingestion.extraction.fake_server --port "$FAKE_PORT" --latency 0.2 >"$WORK/fake.log" 2>&1 &
+    FAKE_PID=$!
+    for _ in $(seq 1 50); do listening "$FAKE_PORT" && break; sleep 0.2; done
+    listening "$FAKE_PORT" || fail "the fake Messages API did not start: $(cat "$WORK/fake.log")"
+    say "fake Messages API on 127.0.0.1:$FAKE_PORT"
+    start_run ANTHROPIC_BASE_URL="http://127.0.0.1:$FAKE_PORT" ANTHROPIC_API_KEY=any-key
+    grep -q "devrun | extractor claude" "$LOG" || fail "make run did not choose the claude extractor"
+    body=$(seed_body "ci-smoke-claude-$(date +%s)")
+    post_seed
+    wait_job 1
+    say "job completed $(awk -v a="$post_started" -v b="$(date +%s.%N)" 'BEGIN{printf "%.2f", b-a}')s after the POST"
+    got=$(django "Extraction.objects.filter(job_id='$queue_id').values_list('extractor', 'model').get()")
+    [[ "$got" == *"'claude'"* ]] || fail "the seed was extracted by $got, expected the claude extractor"
+    calls=$(curl -fsS "http://127.0.0.1:$FAKE_PORT/_fake/stats" | "$PY" -c 'import json,sys; print(json.load(sys.stdin)["calls"])')
+    (( calls >= 1 )) || fail "the fake Messages API saw no call"
+    say "seed extracted through the Claude path: $got, $calls call(s) to the fake"
+    stop_run
+    kill "$FAKE_PID" 2>/dev/null || true
+    FAKE_PID=""
+fi
+say "OK: quick start works end to end in $((SECONDS - smoke_started))s"

@@ -14,6 +14,7 @@ from django.conf import settings
 from django.core.cache import cache
 from redis.exceptions import RedisError
 
+from . import extraction
 from .selectors import HEARTBEAT_KEY
 
 logger = logging.getLogger(__name__)
@@ -39,6 +40,8 @@ def _loop(hostname: str) -> None:
 @worker_ready.connect
 def start_heartbeat(sender: Any = None, **kwargs: Any) -> None:
     hostname = getattr(sender, "hostname", None) or socket.gethostname()
+    # The heartbeat says "this worker can take jobs": build the extractor before the first beat.
+    extraction.prepare()
     _stop.clear()
     beat_once(hostname)
     threading.Thread(target=_loop, args=(hostname,), name="nexus-heartbeat", daemon=True).start()

@@ -76,6 +76,10 @@ def job_process(*, job_id: uuid.UUID | str) -> str:
     try:
         result = get_extractor().extract(claim.messages)
     except ExtractionError as err:
+        if err.kind is not FailureKind.ACCOUNT:
+            # Not the key's fault: if this run was the breaker's probe, let the next job probe
+            # now instead of holding the slot until the lease runs out.
+            breaker.release_probe()
         return job_record_failure(claim=claim, error=err)
     breaker.record_success()
     return job_record_success(claim=claim, result=result)
@@ -247,7 +251,9 @@ def job_record_failure(*, claim: Claim, error: ExtractionError) -> str:
             outcome=ExtractionOutcome.FAILED,
             error_category=error.category,
             extractor=get_extractor().name,
+            model=error.model,
             **_usage_fields(error.usage),
+            cost_usd=error.cost_usd,
         )
         _release(job)
         job.last_error = str(error)[:2000]

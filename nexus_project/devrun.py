@@ -236,7 +236,7 @@ def database_description(env: dict[str, str]) -> str:
 
 def extractor_description(env: dict[str, str]) -> str:
     chosen = env.get("EXTRACTOR", "")
-    model = env.get("ANTHROPIC_MODEL", "claude-haiku-4-5")
+    model = env.get("ANTHROPIC_MODEL", "claude-haiku-5-5")
     if chosen == "offline" or (not chosen and not env.get("ANTHROPIC_API_KEY")):
         reason = "EXTRACTOR=offline" if chosen else "no ANTHROPIC_API_KEY"
         return f"offline (deterministic patterns; {reason})"

@@ -216,7 +216,8 @@ NEXUS = {
     # coalesces to a few dozen extractions a day; 0 switches a cap off. Jobs over a cap wait
     # for the next UTC day (pending, next_attempt_at set); nothing is dropped.
     "MAX_EXTRACTIONS_PER_SESSION_PER_DAY": env.int("NEXUS_MAX_EXTRACTIONS_PER_SESSION_PER_DAY", default=100),
-    # ~2k tokens per Haiku extraction: 20M tokens is ~10k extractions, a few tens of dollars.
+    # ~2k tokens per extraction uncached: 20M tokens is ~10k extractions, ~$2-3 on Haiku 5.5
+    # (~$20-25 on Haiku 4.5). Cache reads are not counted against it.
     "DAILY_TOKEN_BUDGET": env.int("NEXUS_DAILY_TOKEN_BUDGET", default=20_000_000),
     # A claimed job belongs to its worker this long; longer than the Claude timeout so a slow
     # call finishes before another worker may take the job over.
@@ -250,16 +251,34 @@ NEXUS = {
 # --- Extraction -------------------------------------------------------------------------------
 ANTHROPIC_API_KEY = env.str("ANTHROPIC_API_KEY", default="")
 ANTHROPIC_BASE_URL = env.str("ANTHROPIC_BASE_URL", default="") or None
-ANTHROPIC_MODEL = env.str("ANTHROPIC_MODEL", default="claude-haiku-4-5")
+# The current Haiku (Claude Haiku 5.5, Oct 2026; Haiku 4.5 is a legacy model): fast and cheap,
+# built for extraction, and it caches prompts from 512 tokens (Haiku 4.5: 4,096, which the
+# system prompt never reached), so the cache mark pays.
+ANTHROPIC_MODEL = env.str("ANTHROPIC_MODEL", default="claude-haiku-5-5")
 # Short, so a hung call frees its thread and Celery (not the SDK) decides about retrying.
 ANTHROPIC_TIMEOUT_SECONDS = env.float("ANTHROPIC_TIMEOUT_SECONDS", default=30.0)
 ANTHROPIC_MAX_TOKENS = env.int("ANTHROPIC_MAX_TOKENS", default=512)
+# "disabled" | "adaptive" | "" (send nothing: the model's default). Haiku 5.5 thinks by default
+# (adaptive, effort medium) and bills the thinking as output tokens that also count against
+# ANTHROPIC_MAX_TOKENS; filling eight fields needs no reasoning, so it is off. Models that
+# cannot turn thinking off (Fable 5, Mythos 5) need "".
+ANTHROPIC_THINKING = env.str("ANTHROPIC_THINKING", default="disabled")
 # "claude" | "offline"; empty means claude when a key is set, else offline.
 EXTRACTOR = env.str("EXTRACTOR", default="")
 # USD per million tokens (input, output, cache write 5 min, cache read), from Anthropic's public
-# price list; the cost recorded per Extraction is computed from these. A model that is not
-# listed (matched by prefix, so dated ids match) is recorded at cost 0 with a warning.
+# price list; the cost recorded per Extraction is computed from these, per call. A model that is
+# not listed (matched by the longest prefix, so dated ids match) is recorded at cost 0 with a
+# warning. A prompt (input + cache tokens) over long_context_tokens bills every rate times
+# long_context_factor.
 ANTHROPIC_PRICES = {
+    "claude-haiku-5-5": {
+        "input": 0.10,
+        "output": 0.50,
+        "cache_write": 0.125,
+        "cache_read": 0.01,
+        "long_context_tokens": 100_000,
+        "long_context_factor": 5.0,
+    },
     "claude-haiku-4-5": {"input": 1.0, "output": 5.0, "cache_write": 1.25, "cache_read": 0.10},
     "claude-sonnet-4-5": {"input": 3.0, "output": 15.0, "cache_write": 3.75, "cache_read": 0.30},
     "claude-opus-4-5": {"input": 5.0, "output": 25.0, "cache_write": 6.25, "cache_read": 0.50},

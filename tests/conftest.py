@@ -122,7 +122,7 @@ def claude_settings(settings: Any, fake_claude: FakeClaude) -> Iterator[Any]:
     settings.EXTRACTOR = "claude"
     settings.ANTHROPIC_API_KEY = "test-key"
     settings.ANTHROPIC_BASE_URL = fake_claude.url
-    settings.ANTHROPIC_MODEL = "claude-haiku-4-5"
+    settings.ANTHROPIC_MODEL = "claude-haiku-5-5"
     settings.ANTHROPIC_TIMEOUT_SECONDS = 5.0
     reset_extractor()
     yield settings

@@ -3,6 +3,9 @@ and the compose services keep the properties the spec asks for (SPEC §8)."""
 
 from __future__ import annotations
 
+import os
+import shutil
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -66,3 +69,34 @@ def test_compose_app_services_run_production_settings() -> None:
         assert env["DJANGO_ENV"] == "production", name
         for required in ("DJANGO_SECRET_KEY", "DJANGO_ALLOWED_HOSTS"):
             assert ":?" in env[required], f"{name}: {required} must be required from the host"
+
+
+_COMPOSE_ENV = {
+    "DJANGO_SECRET_KEY": "x",
+    "DJANGO_ALLOWED_HOSTS": "h",
+    "POSTGRES_PASSWORD": "p",
+    "FLOWER_BASIC_AUTH": "a:b",
+}
+
+
+def _compose_config(path: Path) -> subprocess.CompletedProcess[str]:
+    """Debian's docker-compose (v1) validates against the compose schema; .ci/run installs it."""
+    binary = shutil.which("docker-compose")
+    if binary is None:
+        pytest.skip("docker-compose not installed (apt-get install docker-compose; .ci/run does)")
+    env = {"PATH": os.environ.get("PATH", ""), **_COMPOSE_ENV}
+    return subprocess.run(
+        [binary, "-f", str(path), "config", "-q"], env=env, capture_output=True, text=True, timeout=60
+    )
+
+
+def test_compose_file_validates_with_docker_compose_config() -> None:
+    result = _compose_config(ROOT / "docker-compose.yml")
+    assert result.returncode == 0, result.stderr
+
+
+def test_the_compose_validation_catches_a_broken_file(tmp_path: Path) -> None:
+    broken = tmp_path / "docker-compose.yml"
+    broken.write_text((ROOT / "docker-compose.yml").read_text().replace("    restart:", "    restrat:", 1))
+    result = _compose_config(broken)
+    assert result.returncode != 0 and "restrat" in result.stderr

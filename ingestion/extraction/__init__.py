@@ -26,6 +26,7 @@ __all__ = [
     "FailureKind",
     "Usage",
     "get_extractor",
+    "prepare",
     "reset_extractor",
 ]
 
@@ -40,6 +41,7 @@ _SETTINGS = {
     "ANTHROPIC_MODEL",
     "ANTHROPIC_TIMEOUT_SECONDS",
     "ANTHROPIC_MAX_TOKENS",
+    "ANTHROPIC_THINKING",
     "ANTHROPIC_PRICES",
 }
 
@@ -71,12 +73,22 @@ def _build() -> Extractor:
     if choice == "claude" and not has_key:
         raise ImproperlyConfigured("EXTRACTOR=claude needs ANTHROPIC_API_KEY")
     if choice == "claude" or (choice == "" and has_key):
-        from .claude import ClaudeExtractor
+        from .claude import THINKING_MODES, ClaudeExtractor
 
+        thinking = settings.ANTHROPIC_THINKING
+        if thinking not in THINKING_MODES:
+            raise ImproperlyConfigured(
+                f"ANTHROPIC_THINKING must be 'disabled', 'adaptive' or empty, not {thinking!r}"
+            )
         claude = ClaudeExtractor.from_settings()
         logger.info(
             "extractor chosen: claude",
-            extra={"extractor": "claude", "model": claude.model, "structured_outputs": claude.structured},
+            extra={
+                "extractor": "claude",
+                "model": claude.model,
+                "structured_outputs": claude.structured,
+                "thinking": claude.thinking or "model default",
+            },
         )
         return claude
     from .offline import OfflineExtractor
@@ -88,6 +100,15 @@ def _build() -> Extractor:
             "extractor chosen: offline, because no ANTHROPIC_API_KEY is set", extra={"extractor": "offline"}
         )
     return OfflineExtractor()
+
+
+def prepare() -> None:
+    """Build the extractor now (the SDK import and client take ~1 s), so that a worker that
+    says it is ready does not make its first job wait for it. Called at worker start."""
+    try:
+        get_extractor()
+    except ImproperlyConfigured as error:  # every job meets it again, and fails
+        logger.error("extractor misconfigured", extra={"error": str(error)})
 
 
 def _on_setting_changed(*, setting: str, **kwargs: Any) -> None:

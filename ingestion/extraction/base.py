@@ -32,12 +32,17 @@ class ExtractionError(Exception):
         category: str,
         retry_after: float | None = None,
         usage: Usage | None = None,
+        cost_usd: float = 0.0,
+        model: str = "",
     ) -> None:
         super().__init__(message)
         self.kind = kind
         self.category = category
         self.retry_after = retry_after  # seconds the far side asked us to wait, if any
+        # What the failed run was billed (an invalid or truncated answer still costs tokens).
         self.usage = usage or Usage()
+        self.cost_usd = cost_usd
+        self.model = model
 
 
 @dataclass(frozen=True)

@@ -11,6 +11,11 @@ Contract:
   connection errors. ACCOUNT (pause all extraction): 401, 403, a spend-limit/billing answer.
   PERMANENT (fail this revision): other 400, 404, 413, 422, refusal, output still invalid
   after one retry, still truncated after one retry.
+- Thinking is off (``ANTHROPIC_THINKING=disabled``): extraction needs no reasoning, and on
+  models that think by default (Haiku 5.5) thinking tokens are billed and count against
+  ``max_tokens``. Content blocks are picked by type, so a leading thinking block is harmless.
+- Cost is estimated per HTTP call from ``settings.ANTHROPIC_PRICES`` and summed, for failed
+  runs too (their tokens were billed).
 - Log lines carry model, tokens, latency and categories; never transcript text or contact data.
 """
 
@@ -18,6 +23,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import time
 from typing import Any
 
@@ -41,7 +47,10 @@ NO_STRUCTURED_OUTPUT_PREFIXES = (
     "claude-opus-4-0",
     "claude-opus-4-2025",
 )
-RETRY_AFTER_MAX_SECONDS = 600.0  # a longer ask is not believed; the pipeline's own backoff applies
+# A longer ask is clamped to this; the pipeline caps every countdown at BACKOFF_CAP_SECONDS
+# anyway (below the broker's visibility timeout). Waiting the cap beats hammering a rate limit.
+RETRY_AFTER_MAX_SECONDS = 600.0
+THINKING_MODES = ("disabled", "adaptive", "")  # "" sends nothing: the model's own default
 
 _TRANSIENT_STATUS = {
     408: "timeout",
@@ -64,8 +73,10 @@ def supports_structured_outputs(model: str) -> bool:
 
 
 def cost_usd(model: str, usage: Usage) -> float:
-    """Cost from ``settings.ANTHROPIC_PRICES`` (USD per million tokens), 0 for an unknown model."""
-    prices = next((p for name, p in settings.ANTHROPIC_PRICES.items() if model.startswith(name)), None)
+    """Cost of one call from ``settings.ANTHROPIC_PRICES`` (USD per million tokens), 0 for an
+    unknown model. A prompt over ``long_context_tokens`` bills every rate times
+    ``long_context_factor`` (Haiku 5.5: over 100K prompt tokens, 5x)."""
+    prices = _prices(model)
     if prices is None:
         return 0.0
     total = (
@@ -74,7 +85,17 @@ def cost_usd(model: str, usage: Usage) -> float:
         + usage.cache_creation_tokens * prices["cache_write"]
         + usage.cache_read_tokens * prices["cache_read"]
     )
+    prompt_tokens = usage.input_tokens + usage.cache_creation_tokens + usage.cache_read_tokens
+    if prompt_tokens > prices.get("long_context_tokens", math.inf):
+        total *= prices.get("long_context_factor", 1.0)
     return round(total / 1_000_000, 8)
+
+
+def _prices(model: str) -> dict[str, float] | None:
+    """The longest matching prefix wins, so "claude-haiku-4-5" does not price a dated id of
+    another model that happens to share a shorter prefix."""
+    names = sorted((n for n in settings.ANTHROPIC_PRICES if model.startswith(n)), key=len, reverse=True)
+    return settings.ANTHROPIC_PRICES[names[0]] if names else None
 
 
 class ClaudeExtractor:
@@ -90,12 +111,16 @@ class ClaudeExtractor:
         base_url: str | None = None,
         timeout: float = 30.0,
         max_tokens: int = 512,
+        thinking: str = "disabled",
     ) -> None:
+        if thinking not in THINKING_MODES:
+            raise ValueError(f"thinking must be one of {THINKING_MODES}, not {thinking!r}")
         self.model = model
         self.max_tokens = max_tokens
+        self.thinking = thinking
         self.structured = supports_structured_outputs(model)
         self.client = anthropic.Anthropic(api_key=api_key, base_url=base_url, max_retries=0, timeout=timeout)
-        if not any(model.startswith(name) for name in settings.ANTHROPIC_PRICES):
+        if _prices(model) is None:
             logger.warning("no price for model; costs will be recorded as 0", extra={"model": model})
 
     @classmethod
@@ -106,27 +131,29 @@ class ClaudeExtractor:
             base_url=settings.ANTHROPIC_BASE_URL,
             timeout=settings.ANTHROPIC_TIMEOUT_SECONDS,
             max_tokens=settings.ANTHROPIC_MAX_TOKENS,
+            thinking=settings.ANTHROPIC_THINKING,
         )
 
     def extract(self, messages: list[dict[str, str]]) -> ExtractionResult:
         started = time.monotonic()
-        usage = Usage()
+        spent = _Spent()
         max_tokens = self.max_tokens
         retried_invalid = retried_truncated = False
         while True:
-            response = self._call(messages, max_tokens, usage)
-            usage = _add(usage, response.usage)
+            response = self._call(messages, max_tokens, spent)
+            spent.add(self.model, response.usage)
+            usage = spent.usage
             stop_reason = response.stop_reason or ""
             if stop_reason == "refusal":
-                raise self._fail("the model refused to answer", FailureKind.PERMANENT, "refusal", usage)
+                raise self._fail("the model refused to answer", FailureKind.PERMANENT, "refusal", spent)
             if stop_reason == "model_context_window_exceeded":
                 raise self._fail(
-                    "transcript exceeds the context window", FailureKind.PERMANENT, "too_large", usage
+                    "transcript exceeds the context window", FailureKind.PERMANENT, "too_large", spent
                 )
             if stop_reason == "max_tokens":
                 if retried_truncated:
                     message = f"output truncated at max_tokens={max_tokens}"
-                    raise self._fail(message, FailureKind.PERMANENT, "max_tokens", usage)
+                    raise self._fail(message, FailureKind.PERMANENT, "max_tokens", spent)
                 retried_truncated, max_tokens = True, max_tokens * 2
                 logger.info("claude output truncated; retrying", extra={"max_tokens": max_tokens})
                 continue
@@ -135,7 +162,7 @@ class ClaudeExtractor:
             except InvalidOutput as error:
                 if retried_invalid:
                     raise self._fail(
-                        f"invalid output after retry: {error}", FailureKind.PERMANENT, "invalid_output", usage
+                        f"invalid output after retry: {error}", FailureKind.PERMANENT, "invalid_output", spent
                     ) from error
                 retried_invalid = True
                 logger.info("claude output invalid; retrying", extra={"reason": str(error)})
@@ -147,7 +174,7 @@ class ClaudeExtractor:
                 model=response.model or self.model,
                 prompt_version=PROMPT_VERSION,
                 usage=usage,
-                cost_usd=cost_usd(self.model, usage),
+                cost_usd=spent.cost_usd,
                 latency_ms=latency_ms,
                 stop_reason=stop_reason,
             )
@@ -177,7 +204,11 @@ class ClaudeExtractor:
         }
         if self.structured:
             params["output_config"] = {"format": {"type": "json_schema", "schema": OUTPUT_SCHEMA}}
+            if self.thinking:
+                params["thinking"] = {"type": self.thinking}
         else:
+            # Models without structured outputs predate default-on thinking, and a forced tool
+            # choice is refused when thinking is on: no thinking parameter here.
             params["tools"] = [
                 {
                     "name": TOOL_NAME,
@@ -188,18 +219,18 @@ class ClaudeExtractor:
             params["tool_choice"] = {"type": "tool", "name": TOOL_NAME}
         return params
 
-    def _call(self, messages: list[dict[str, str]], max_tokens: int, usage: Usage) -> Any:
+    def _call(self, messages: list[dict[str, str]], max_tokens: int, spent: _Spent) -> Any:
         try:
             return self.client.messages.create(**self.request_params(messages, max_tokens))
         except anthropic.APIStatusError as error:
-            raise self._classify_status(error, usage) from error
+            raise self._classify_status(error, spent) from error
         except anthropic.APITimeoutError as error:  # before APIConnectionError: it is a subclass
-            raise self._fail("request timed out", FailureKind.TRANSIENT, "timeout", usage) from error
+            raise self._fail("request timed out", FailureKind.TRANSIENT, "timeout", spent) from error
         except anthropic.APIConnectionError as error:
-            raise self._fail("connection error", FailureKind.TRANSIENT, "connection", usage) from error
+            raise self._fail("connection error", FailureKind.TRANSIENT, "connection", spent) from error
         except anthropic.APIResponseValidationError as error:
             raise self._fail(
-                "response did not match the API's shape", FailureKind.TRANSIENT, "server_error", usage
+                "response did not match the API's shape", FailureKind.TRANSIENT, "server_error", spent
             ) from error
 
     def _parse(self, response: Any) -> Any:
@@ -213,30 +244,30 @@ class ClaudeExtractor:
                 return block.input
         raise InvalidOutput("no output block in the response")
 
-    def _classify_status(self, error: anthropic.APIStatusError, usage: Usage) -> ExtractionError:
+    def _classify_status(self, error: anthropic.APIStatusError, spent: _Spent) -> ExtractionError:
         status = error.status_code
         api_message = error.api_message or ""
         message = f"HTTP {status} {error.type or ''}: {api_message}".strip()
         if status in _ACCOUNT_STATUS:
-            return self._fail(message, FailureKind.ACCOUNT, _ACCOUNT_STATUS[status], usage, status)
+            return self._fail(message, FailureKind.ACCOUNT, _ACCOUNT_STATUS[status], spent, status)
         if status in (400, 402) and any(hint in api_message.lower() for hint in _SPEND_LIMIT_HINTS):
-            return self._fail(message, FailureKind.ACCOUNT, "spend_limit", usage, status)
+            return self._fail(message, FailureKind.ACCOUNT, "spend_limit", spent, status)
         if status in _TRANSIENT_STATUS:
             category = _TRANSIENT_STATUS[status]
             return self._fail(
-                message, FailureKind.TRANSIENT, category, usage, status, retry_after(error.response.headers)
+                message, FailureKind.TRANSIENT, category, spent, status, retry_after(error.response.headers)
             )
         if status >= 500:
-            return self._fail(message, FailureKind.TRANSIENT, "server_error", usage, status)
+            return self._fail(message, FailureKind.TRANSIENT, "server_error", spent, status)
         category = _PERMANENT_STATUS.get(status, "bad_request")
-        return self._fail(message, FailureKind.PERMANENT, category, usage, status)
+        return self._fail(message, FailureKind.PERMANENT, category, spent, status)
 
     def _fail(
         self,
         message: str,
         kind: FailureKind,
         category: str,
-        usage: Usage,
+        spent: _Spent,
         status: int | None = None,
         retry_after_s: float | None = None,
     ) -> ExtractionError:
@@ -250,11 +281,20 @@ class ClaudeExtractor:
                 "retry_after": retry_after_s,
             },
         )
-        return ExtractionError(message, kind=kind, category=category, retry_after=retry_after_s, usage=usage)
+        return ExtractionError(
+            message,
+            kind=kind,
+            category=category,
+            retry_after=retry_after_s,
+            usage=spent.usage,
+            cost_usd=spent.cost_usd,
+            model=self.model,
+        )
 
 
 def retry_after(headers: Any) -> float | None:
-    """Seconds from ``retry-after-ms`` or ``retry-after`` (seconds), if present and sane."""
+    """Seconds from ``retry-after-ms`` or ``retry-after`` (seconds), if present and sane:
+    positive and finite; a longer ask is clamped to ``RETRY_AFTER_MAX_SECONDS``."""
     for name, scale in (("retry-after-ms", 1000.0), ("retry-after", 1.0)):
         value = headers.get(name)
         if value is None:
@@ -263,17 +303,31 @@ def retry_after(headers: Any) -> float | None:
             seconds = float(value) / scale
         except ValueError:
             continue  # an HTTP date, or garbage: the pipeline's own backoff applies
-        if 0 < seconds <= RETRY_AFTER_MAX_SECONDS:
-            return seconds
+        if 0 < seconds < math.inf:  # also false for NaN
+            return min(seconds, RETRY_AFTER_MAX_SECONDS)
     return None
 
 
-def _add(total: Usage, usage: Any) -> Usage:
-    if usage is None:
-        return total
-    return Usage(
-        input_tokens=total.input_tokens + (usage.input_tokens or 0),
-        output_tokens=total.output_tokens + (usage.output_tokens or 0),
-        cache_creation_tokens=total.cache_creation_tokens + (usage.cache_creation_input_tokens or 0),
-        cache_read_tokens=total.cache_read_tokens + (usage.cache_read_input_tokens or 0),
-    )
+class _Spent:
+    """Tokens and cost over the HTTP calls of one ``extract`` (at most two)."""
+
+    def __init__(self) -> None:
+        self.usage = Usage()
+        self.cost_usd = 0.0
+
+    def add(self, model: str, usage: Any) -> None:
+        if usage is None:
+            return
+        call = Usage(
+            input_tokens=usage.input_tokens or 0,
+            output_tokens=usage.output_tokens or 0,
+            cache_creation_tokens=usage.cache_creation_input_tokens or 0,
+            cache_read_tokens=usage.cache_read_input_tokens or 0,
+        )
+        self.usage = Usage(
+            input_tokens=self.usage.input_tokens + call.input_tokens,
+            output_tokens=self.usage.output_tokens + call.output_tokens,
+            cache_creation_tokens=self.usage.cache_creation_tokens + call.cache_creation_tokens,
+            cache_read_tokens=self.usage.cache_read_tokens + call.cache_read_tokens,
+        )
+        self.cost_usd = round(self.cost_usd + cost_usd(model, call), 8)

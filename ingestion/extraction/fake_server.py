@@ -2,8 +2,12 @@
 
 It speaks enough of ``POST /v1/messages`` for the real ``anthropic`` SDK, is as strict as the
 real API about what NEXUS could get wrong (prefill, missing headers, too many cache marks,
-unsupported schema keywords), and answers from the offline extractor run on the transcript in
-the request. Scripted steps and a seeded random failure rate inject faults.
+unsupported schema keywords, sampling parameters and thinking settings current models refuse),
+and answers from the offline extractor run on the transcript in the request. Models that think
+by default (Claude 5: Haiku 5.5) do so here too unless the request disables it: a thinking block
+comes first and its tokens are billed and count against ``max_tokens``. Cache figures appear
+only when the marked prefix reaches the model's cache minimum (Haiku 5.5: 512 tokens, Haiku
+4.5: 4,096). Scripted steps and a seeded random failure rate inject faults.
 
     python -m ingestion.extraction.fake_server --port 8765 --latency 0.2
     ANTHROPIC_BASE_URL=http://127.0.0.1:8765 ANTHROPIC_API_KEY=anything make run
@@ -32,11 +36,19 @@ from typing import Any
 from .offline import extract_raw
 from .schema import clamp_nivel
 
+# Structured outputs' JSON-schema subset (Anthropic docs): numeric and length constraints are
+# refused, as are array bounds other than minItems 0/1; format only from a fixed list; pattern
+# only without backreferences, lookaround or \b. The SDK moves such constraints into the
+# description for pydantic schemas; a raw schema dict (what NEXUS sends) reaches the API as is.
 UNSUPPORTED_SCHEMA_KEYWORDS = {
-    "minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum", "multipleOf", "pattern", "format",
+    "minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum", "multipleOf",
     "minLength", "maxLength", "maxItems", "uniqueItems", "minProperties", "maxProperties",
     "patternProperties", "if", "then", "else", "not",
 }  # fmt: skip
+SUPPORTED_STRING_FORMATS = {
+    "date-time", "time", "date", "duration", "email", "hostname", "uri", "ipv4", "ipv6", "uuid",
+}  # fmt: skip
+_UNSUPPORTED_REGEX = re.compile(r"\\[1-9bB]|\(\?<?[=!]")
 MAX_CACHE_MARKS = 4
 DEFAULT_HANG_SECONDS = 60.0  # past any sane client timeout; stop() wakes hung handlers
 _MESSAGE_RE = re.compile(r'<message[^>]*\brole="(user|assistant)"[^>]*>(.*?)</message>', re.DOTALL)
@@ -65,9 +77,46 @@ def api_key(headers: dict[str, str]) -> str:
     return headers.get("x-api-key") or (bearer[7:] if bearer.lower().startswith("bearer ") else "")
 
 
+# Smallest cacheable prefix per model, in tokens (Anthropic's prompt-caching docs); a marked
+# prefix below it is silently not cached. Longest matching prefix wins; 1024 otherwise.
+_CACHE_MINIMUMS = {
+    "claude-haiku-5-5": 512,
+    "claude-opus-5": 512,
+    "claude-fable-5": 512,
+    "claude-mythos-5": 512,
+    "claude-opus-4-7": 2048,
+    "claude-opus-4-6": 4096,
+    "claude-opus-4-5": 4096,
+    "claude-haiku-4-5": 4096,
+    "claude-3-5-haiku": 2048,
+    "claude-3-haiku": 2048,
+}
+# Claude 5 models think (adaptive) unless told not to; Fable 5 and Mythos 5 cannot be told.
+_THINKS_BY_DEFAULT = (
+    "claude-haiku-5",
+    "claude-sonnet-5",
+    "claude-opus-5",
+    "claude-fable-5",
+    "claude-mythos-5",
+)
+_ALWAYS_THINKS = ("claude-fable-5", "claude-mythos-5")
+# Claude Opus 4.7 and later refuse non-default sampling parameters and budget_tokens thinking.
+_NO_SAMPLING_PARAMS = ("claude-opus-4-7", "claude-opus-4-8", *_THINKS_BY_DEFAULT)
+FAKE_THINKING_TOKENS = 120  # what a default-on thinking pass costs here, in output tokens
+
+
 def cache_minimum(model: str) -> int:
-    """Smallest cacheable prefix, in tokens: 4096 for Haiku models, 1024 otherwise."""
-    return 4096 if "haiku" in model else 1024
+    """Smallest cacheable prefix of ``model``, in tokens."""
+    names = sorted((n for n in _CACHE_MINIMUMS if model.startswith(n)), key=len, reverse=True)
+    return _CACHE_MINIMUMS[names[0]] if names else 1024
+
+
+def thinking_on(body: dict[str, Any]) -> bool:
+    """Whether the model thinks for this request: asked for, or on by default and not disabled."""
+    mode = (body.get("thinking") or {}).get("type")
+    if mode is None:
+        return str(body.get("model", "")).startswith(_THINKS_BY_DEFAULT)
+    return mode != "disabled"
 
 
 def tokens(chars: int) -> int:
@@ -324,11 +373,18 @@ class FakeClaude:
         marked = [i for i, (_, is_marked) in enumerate(blocks) if is_marked]
         prefix = "".join(t for t, _ in blocks[: marked[-1] + 1]) if marked else None
         creation, read = self._cache_usage(model, prefix)
+        thinking = FAKE_THINKING_TOKENS if thinking_on(body) else 0
+        output_tokens = thinking + tokens(len(text))
+        if output_tokens > body["max_tokens"] and stop_reason == "end_turn":
+            # Thinking counts against max_tokens: the answer is cut where the budget ends.
+            output_tokens, stop_reason = body["max_tokens"], "max_tokens"
+            text = text[: max(0, (body["max_tokens"] - thinking) * 4)]
         usage = {
             "input_tokens": max(0, tokens(total_chars) - creation - read),
-            "output_tokens": tokens(len(text)),
+            "output_tokens": output_tokens,
             "cache_creation_input_tokens": creation,
             "cache_read_input_tokens": read,
+            "output_tokens_details": {"thinking_tokens": thinking},
         }
         if body.get("tools") and stop_reason == "end_turn":
             name = body["tools"][0]["name"]
@@ -339,6 +395,10 @@ class FakeClaude:
             stop_reason = "tool_use"
         else:
             content = [{"type": "text", "text": text}]
+        if thinking:
+            # The thinking text itself is omitted by default; the block still comes first.
+            signature = hashlib.sha256(text.encode()).hexdigest()[:32]
+            content.insert(0, {"type": "thinking", "thinking": "", "signature": signature})
         return {
             "id": f"msg_fake_{self.calls:06d}",
             "type": "message",
@@ -372,6 +432,7 @@ def _validate_request(headers: dict[str, str], body: Any) -> None:
             "This model does not support assistant message prefill. "
             "The conversation must end with a user message.",
         )
+    _check_model_params(body)
     marks = _count_cache_marks(body)
     if marks > MAX_CACHE_MARKS:
         raise ApiError(
@@ -384,6 +445,39 @@ def _validate_request(headers: dict[str, str], body: Any) -> None:
         if output_format.get("type") != "json_schema" or not isinstance(output_format.get("schema"), dict):
             raise ApiError(400, "invalid_request_error", "output_config.format: expected type json_schema")
         _check_schema(output_format["schema"], "output_config.format.schema")
+
+
+def _check_model_params(body: dict[str, Any]) -> None:
+    """What current models refuse: sampling parameters, budget thinking, a thinking setting the
+    model does not have, and a forced tool choice while thinking is on."""
+    model = str(body["model"])
+    if model.startswith(_NO_SAMPLING_PARAMS):
+        for name in ("temperature", "top_p", "top_k"):
+            if name in body:
+                raise ApiError(
+                    400, "invalid_request_error", f"{name}: is not supported for this model; omit it"
+                )
+    thinking = body.get("thinking")
+    if thinking is not None:
+        mode = thinking.get("type") if isinstance(thinking, dict) else None
+        if mode not in ("enabled", "adaptive", "disabled"):
+            message = "thinking.type: Input should be 'enabled', 'adaptive' or 'disabled'"
+            raise ApiError(400, "invalid_request_error", message)
+        if mode == "enabled" and model.startswith(_NO_SAMPLING_PARAMS):
+            message = (
+                '"thinking.type.enabled" is not supported for this model. '
+                'Use "thinking.type.adaptive" and "output_config.effort" instead.'
+            )
+            raise ApiError(400, "invalid_request_error", message)
+        if mode == "disabled" and model.startswith(_ALWAYS_THINKS):
+            raise ApiError(400, "invalid_request_error", "thinking cannot be disabled for this model")
+    choice = (body.get("tool_choice") or {}).get("type")
+    if choice in ("any", "tool") and thinking_on(body):
+        raise ApiError(
+            400,
+            "invalid_request_error",
+            "Thinking may not be enabled when tool_choice forces tool use.",
+        )
 
 
 def _count_cache_marks(value: Any) -> int:
@@ -403,7 +497,13 @@ def _check_schema(schema: Any, path: str) -> None:
     if not isinstance(schema, dict):
         return
     for key, value in schema.items():
-        if key in UNSUPPORTED_SCHEMA_KEYWORDS:
+        unsupported = (
+            key in UNSUPPORTED_SCHEMA_KEYWORDS
+            or (key == "minItems" and value not in (0, 1))
+            or (key == "format" and value not in SUPPORTED_STRING_FORMATS)
+            or (key == "pattern" and (not isinstance(value, str) or _UNSUPPORTED_REGEX.search(value)))
+        )
+        if unsupported:
             raise ApiError(
                 400, "invalid_request_error", f"{path}: JSON schema keyword '{key}' is not supported"
             )

@@ -121,3 +121,13 @@ def test_session_without_fingerprint_gets_its_own_prospect():
     pipeline.job_process(job_id=job_id)
 
     assert Prospect.objects.get(key="sid:anon").nombre == "Juan Pérez"
+
+
+def test_backoff_is_exponential_with_full_jitter_at_least_retry_after_and_capped(settings):
+    settings.NEXUS = {**settings.NEXUS, "BACKOFF_BASE_SECONDS": 2.0, "BACKOFF_CAP_SECONDS": 300.0}
+    for attempt, ceiling in [(1, 2.0), (2, 4.0), (3, 8.0), (8, 256.0), (9, 300.0), (30, 300.0)]:
+        delays = [pipeline.backoff_seconds(attempt) for _ in range(300)]
+        assert all(0 <= d <= ceiling for d in delays)
+        assert max(delays) > ceiling / 2  # jitter spreads over the whole window, not a fixed step
+    assert all(pipeline.backoff_seconds(1, retry_after=30.0) >= 30.0 for _ in range(50))
+    assert pipeline.backoff_seconds(1, retry_after=10_000.0) == 300.0  # never past the cap

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import pytest
+from django.core.exceptions import ImproperlyConfigured
 
 from ingestion.extraction import get_extractor, reset_extractor
-from ingestion.extraction.base import ExtractionError, FailureKind
-from ingestion.extraction.claude import ClaudeExtractor, cost_usd, retry_after
-from ingestion.extraction.fake_server import FakeClaude, api_key
+from ingestion.extraction.base import ExtractionError, FailureKind, Usage
+from ingestion.extraction.claude import RETRY_AFTER_MAX_SECONDS, ClaudeExtractor, cost_usd, retry_after
+from ingestion.extraction.fake_server import FAKE_THINKING_TOKENS, FakeClaude, api_key, cache_minimum
 from ingestion.extraction.offline import OfflineExtractor
 from ingestion.extraction.prompt import PROMPT_VERSION
 from ingestion.extraction.schema import OUTPUT_SCHEMA
@@ -35,12 +37,82 @@ def test_success_records_data_usage_and_cost(claude_settings: Any, fake_claude: 
     assert result.data["nivel_interes"] == 7
     assert result.data["momento_optimo"] == "caliente"
     assert result.prompt_version == PROMPT_VERSION
-    assert result.model == "claude-haiku-4-5"
+    assert result.model == "claude-haiku-5-5"
     assert result.stop_reason == "end_turn"
     assert result.usage.input_tokens > 0 and result.usage.output_tokens > 0
-    assert result.cost_usd == pytest.approx(cost_usd("claude-haiku-4-5", result.usage))
+    assert result.cost_usd == pytest.approx(cost_usd("claude-haiku-5-5", result.usage))
     assert result.cost_usd > 0
     assert fake_claude.calls == 1
+
+
+@pytest.mark.skipif("ANTHROPIC_MODEL" in os.environ, reason="ANTHROPIC_MODEL is set in the environment")
+def test_default_model_is_the_current_haiku() -> None:
+    import nexus_project.settings as project_settings  # the defaults, not a test override
+
+    assert project_settings.ANTHROPIC_MODEL == "claude-haiku-5-5"
+    assert "claude-haiku-5-5" in project_settings.ANTHROPIC_PRICES
+
+
+def test_cost_is_priced_from_the_table_per_million_tokens(settings: Any) -> None:
+    usage = Usage(input_tokens=1_000, output_tokens=100, cache_creation_tokens=2_000, cache_read_tokens=4_000)
+    # Haiku 5.5: $0.10 in, $0.50 out, $0.125 cache write, $0.01 cache read per million.
+    expected = (1_000 * 0.10 + 100 * 0.50 + 2_000 * 0.125 + 4_000 * 0.01) / 1_000_000
+    assert cost_usd("claude-haiku-5-5", usage) == pytest.approx(expected)
+    assert cost_usd("claude-haiku-4-5-20251001", usage) == pytest.approx(
+        (1_000 * 1.0 + 100 * 5.0 + 2_000 * 1.25 + 4_000 * 0.10) / 1_000_000
+    )
+    assert cost_usd("some-unknown-model", usage) == 0.0
+
+
+def test_a_prompt_over_100k_tokens_is_billed_at_the_long_context_rate(settings: Any) -> None:
+    short = Usage(input_tokens=100_000, output_tokens=100)
+    long = Usage(input_tokens=100_001, output_tokens=100)
+    assert cost_usd("claude-haiku-5-5", long) == pytest.approx(5 * (100_001 * 0.10 + 100 * 0.50) / 1_000_000)
+    assert cost_usd("claude-haiku-5-5", short) == pytest.approx((100_000 * 0.10 + 100 * 0.50) / 1_000_000)
+
+
+def test_thinking_is_disabled_so_no_thinking_tokens_are_billed(
+    claude_settings: Any, fake_claude: FakeClaude
+) -> None:
+    result = get_extractor().extract(JUAN)
+    body = fake_claude.requests[0]["body"]
+    assert body["thinking"] == {"type": "disabled"}
+    assert result.usage.output_tokens < FAKE_THINKING_TOKENS  # the answer alone
+
+
+def test_with_thinking_on_the_leading_thinking_block_is_skipped_and_billed(
+    claude_settings: Any, fake_claude: FakeClaude
+) -> None:
+    claude_settings.ANTHROPIC_THINKING = "adaptive"
+    result = get_extractor().extract(JUAN)
+    assert fake_claude.requests[0]["body"]["thinking"] == {"type": "adaptive"}
+    assert result.data["nombre"] == "Juan Pérez"
+    assert result.usage.output_tokens > FAKE_THINKING_TOKENS
+
+
+def test_model_default_thinking_sends_no_thinking_parameter(
+    claude_settings: Any, fake_claude: FakeClaude
+) -> None:
+    claude_settings.ANTHROPIC_THINKING = ""
+    assert get_extractor().extract(JUAN).data["nombre"] == "Juan Pérez"
+    assert "thinking" not in fake_claude.requests[0]["body"]
+
+
+def test_an_unknown_thinking_mode_is_a_configuration_error(claude_settings: Any) -> None:
+    claude_settings.ANTHROPIC_THINKING = "on"
+    with pytest.raises(ImproperlyConfigured):
+        get_extractor()
+
+
+def test_the_system_prompt_is_long_enough_for_haiku_5_5_to_cache_it(
+    claude_settings: Any, fake_claude: FakeClaude
+) -> None:
+    first = get_extractor().extract(JUAN)
+    second = get_extractor().extract(JUAN)
+    assert first.usage.cache_creation_tokens >= cache_minimum("claude-haiku-5-5")
+    assert second.usage.cache_read_tokens == first.usage.cache_creation_tokens
+    assert second.usage.cache_creation_tokens == 0
+    assert second.cost_usd < first.cost_usd
 
 
 def test_request_has_schema_cache_mark_tagged_transcript_and_no_prefill(
@@ -83,24 +155,36 @@ def test_retry_after_ms_is_preferred(claude_settings: Any, fake_claude: FakeClau
     ("headers", "expected"),
     [
         ({"retry-after": "0"}, None),
-        ({"retry-after": "601"}, None),
+        ({"retry-after": "-5"}, None),
+        ({"retry-after": "nan"}, None),
+        ({"retry-after": "inf"}, None),
         ({"retry-after": "soon"}, None),
+        ({"retry-after": "Wed, 21 Oct 2026 07:28:00 GMT"}, None),
         ({}, None),
+        ({"retry-after": "900"}, RETRY_AFTER_MAX_SECONDS),  # clamped, not ignored
+        ({"retry-after-ms": "250", "retry-after": "1"}, 0.25),
     ],
 )
-def test_insane_retry_after_is_ignored(headers: dict[str, str], expected: float | None) -> None:
+def test_insane_retry_after_is_ignored_and_a_long_one_clamped(
+    headers: dict[str, str], expected: float | None
+) -> None:
     assert retry_after(headers) == expected
 
 
 @pytest.mark.parametrize(
     ("step", "kind", "category"),
     [
+        ("408", FailureKind.TRANSIENT, "timeout"),
+        ("409", FailureKind.TRANSIENT, "server_error"),
         ("529", FailureKind.TRANSIENT, "overloaded"),
         ("500", FailureKind.TRANSIENT, "server_error"),
+        ("502", FailureKind.TRANSIENT, "server_error"),
         ("503", FailureKind.TRANSIENT, "server_error"),
+        ("504", FailureKind.TRANSIENT, "timeout"),
         ("400", FailureKind.PERMANENT, "bad_request"),
         ("404", FailureKind.PERMANENT, "not_found"),
         ("413", FailureKind.PERMANENT, "too_large"),
+        ("422", FailureKind.PERMANENT, "unprocessable"),
         ("401", FailureKind.ACCOUNT, "auth"),
         ("403", FailureKind.ACCOUNT, "auth"),
         ("spend_limit", FailureKind.ACCOUNT, "spend_limit"),
@@ -138,6 +222,8 @@ def test_malformed_twice_is_permanent_invalid_output(claude_settings: Any, fake_
     assert (error.kind, error.category) == (FailureKind.PERMANENT, "invalid_output")
     assert fake_claude.calls == 2
     assert error.usage.output_tokens > 0  # both calls were paid for
+    assert error.cost_usd == pytest.approx(cost_usd("claude-haiku-5-5", error.usage), rel=0.01)
+    assert error.cost_usd > 0 and error.model == "claude-haiku-5-5"
 
 
 def test_malformed_once_then_ok_succeeds(claude_settings: Any, fake_claude: FakeClaude) -> None:
@@ -183,7 +269,7 @@ def test_model_without_structured_outputs_uses_a_forced_tool(fake_claude: FakeCl
     )
     result = extractor.extract(JUAN)
     body = fake_claude.requests[0]["body"]
-    assert "output_config" not in body
+    assert "output_config" not in body and "thinking" not in body
     assert body["tool_choice"] == {"type": "tool", "name": body["tools"][0]["name"]}
     assert result.data["nivel_interes"] == 7
 

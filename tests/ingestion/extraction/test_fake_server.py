@@ -91,13 +91,49 @@ def test_more_than_four_cache_marks_are_rejected(fake_claude: FakeClaude) -> Non
     assert "Found 5" in body["error"]["message"]
 
 
-@pytest.mark.parametrize("keyword", [{"minimum": 0}, {"maximum": 10}, {"pattern": "^a"}, {"format": "email"}])
-def test_unsupported_schema_keywords_are_rejected(fake_claude: FakeClaude, keyword: dict[str, Any]) -> None:
+def _with(field: str, keyword: dict[str, Any]) -> dict[str, Any]:
     schema = json.loads(json.dumps(OUTPUT_SCHEMA))
-    schema["properties"]["nivel_interes"].update(keyword)
-    body = _body(output_config={"format": {"type": "json_schema", "schema": schema}})
-    status, answer = _post(f"{fake_claude.url}/v1/messages", body)
+    target = schema["properties"][field]
+    (target["anyOf"][0] if "anyOf" in target else target).update(keyword)
+    return _body(output_config={"format": {"type": "json_schema", "schema": schema}})
+
+
+@pytest.mark.parametrize(
+    ("field", "keyword"),
+    [
+        ("nivel_interes", {"minimum": 0}),
+        ("nivel_interes", {"maximum": 10}),
+        ("nivel_interes", {"multipleOf": 1}),
+        ("nombre", {"minLength": 1}),
+        ("nombre", {"maxLength": 80}),
+        ("objeciones", {"maxItems": 4}),
+        ("objeciones", {"minItems": 2}),
+        ("objeciones", {"uniqueItems": True}),
+        ("telefono", {"format": "phone"}),
+        ("telefono", {"pattern": "^(\\d)\\1+$"}),  # backreference
+        ("email", {"pattern": "^(?!admin).*$"}),  # lookahead
+    ],
+)
+def test_unsupported_schema_keywords_are_rejected(
+    fake_claude: FakeClaude, field: str, keyword: dict[str, Any]
+) -> None:
+    status, answer = _post(f"{fake_claude.url}/v1/messages", _with(field, keyword))
     _assert_api_error(status, answer, 400, "invalid_request_error")
+
+
+@pytest.mark.parametrize(
+    ("field", "keyword"),
+    [
+        ("email", {"format": "email"}),
+        ("telefono", {"pattern": "^\\+?[0-9 ]+$"}),
+        ("objeciones", {"minItems": 0}),
+        ("nombre", {"description": "the visitor's own name"}),
+    ],
+)
+def test_keywords_structured_outputs_support_are_accepted(
+    fake_claude: FakeClaude, field: str, keyword: dict[str, Any]
+) -> None:
+    assert _post(f"{fake_claude.url}/v1/messages", _with(field, keyword))[0] == 200
 
 
 def test_cache_usage_appears_only_for_a_long_enough_marked_prefix(fake_claude: FakeClaude) -> None:
@@ -159,3 +195,58 @@ def test_in_flight_counters_track_concurrency(fake_claude: FakeClaude) -> None:
     assert fake_claude.calls == 4
     assert fake_claude.in_flight == 0
     assert fake_claude.max_in_flight >= 2
+
+
+def test_cache_minimum_follows_the_model(fake_claude: FakeClaude) -> None:
+    # ~600 tokens: above Haiku 5.5's 512-token minimum, far below Haiku 4.5's 4,096.
+    system = [{"type": "text", "text": "y" * 4 * 600, "cache_control": {"type": "ephemeral"}}]
+    _, haiku_5_5 = _post(f"{fake_claude.url}/v1/messages", _body(model="claude-haiku-5-5", system=system))
+    _, haiku_4_5 = _post(f"{fake_claude.url}/v1/messages", _body(model="claude-haiku-4-5", system=system))
+    assert haiku_5_5["usage"]["cache_creation_input_tokens"] >= 512
+    assert haiku_4_5["usage"]["cache_creation_input_tokens"] == 0
+
+
+@pytest.mark.parametrize("param", [{"temperature": 0}, {"top_p": 0.9}, {"top_k": 5}])
+def test_sampling_parameters_are_rejected_by_current_models(
+    fake_claude: FakeClaude, param: dict[str, Any]
+) -> None:
+    status, body = _post(f"{fake_claude.url}/v1/messages", _body(model="claude-haiku-5-5", **param))
+    _assert_api_error(status, body, 400, "invalid_request_error")
+    assert _post(f"{fake_claude.url}/v1/messages", _body(model="claude-haiku-4-5", **param))[0] == 200
+
+
+def test_budget_thinking_is_rejected_by_claude_5_models(fake_claude: FakeClaude) -> None:
+    thinking = {"type": "enabled", "budget_tokens": 1024}
+    status, body = _post(
+        f"{fake_claude.url}/v1/messages", _body(model="claude-haiku-5-5", max_tokens=2048, thinking=thinking)
+    )
+    _assert_api_error(status, body, 400, "invalid_request_error")
+
+
+def test_haiku_5_5_thinks_by_default_and_bills_it(fake_claude: FakeClaude) -> None:
+    _, default = _post(f"{fake_claude.url}/v1/messages", _body(model="claude-haiku-5-5"))
+    _, disabled = _post(
+        f"{fake_claude.url}/v1/messages", _body(model="claude-haiku-5-5", thinking={"type": "disabled"})
+    )
+    assert [block["type"] for block in default["content"]] == ["thinking", "text"]
+    assert default["usage"]["output_tokens_details"]["thinking_tokens"] > 0
+    assert [block["type"] for block in disabled["content"]] == ["text"]
+    assert default["usage"]["output_tokens"] > disabled["usage"]["output_tokens"]
+
+
+def test_thinking_counts_against_max_tokens(fake_claude: FakeClaude) -> None:
+    _, body = _post(f"{fake_claude.url}/v1/messages", _body(model="claude-haiku-5-5", max_tokens=100))
+    assert body["stop_reason"] == "max_tokens"
+    assert body["usage"]["output_tokens"] == 100
+
+
+def test_a_forced_tool_with_thinking_on_is_rejected(fake_claude: FakeClaude) -> None:
+    tool = {"name": "record", "input_schema": OUTPUT_SCHEMA}
+    forced = {"tools": [tool], "tool_choice": {"type": "tool", "name": "record"}, "output_config": None}
+    status, body = _post(f"{fake_claude.url}/v1/messages", _body(model="claude-haiku-5-5", **forced))
+    _assert_api_error(status, body, 400, "invalid_request_error")
+    status, _ = _post(
+        f"{fake_claude.url}/v1/messages",
+        _body(model="claude-haiku-5-5", thinking={"type": "disabled"}, **forced),
+    )
+    assert status == 200
