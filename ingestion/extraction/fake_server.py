@@ -100,14 +100,14 @@ class FakeClaude:
         self._seed = seed
         self._lock = threading.Lock()
         self._stopping = threading.Event()
-        self._server: ThreadingHTTPServer | None = None
+        self._server: _Server | None = None
         self._thread: threading.Thread | None = None
         self._reset_state()
 
     # --- lifecycle ----------------------------------------------------------------------------
     def start(self) -> FakeClaude:
         handler = type("Handler", (_Handler,), {"fake": self})
-        self._server = ThreadingHTTPServer(("127.0.0.1", self._port), handler)
+        self._server = _Server(("127.0.0.1", self._port), handler)
         self._server.daemon_threads = True
         self._server.block_on_close = False  # hung handlers must not block stop()
         self._stopping.clear()
@@ -534,6 +534,12 @@ def _normalise_step(step: Any) -> tuple[str, Any]:
     if kind not in known and not (kind.isdigit() and len(kind) == 3):
         raise ValueError(f"unknown fake step {kind!r}; known: {sorted(known)}")
     return kind, arg
+
+
+class _Server(ThreadingHTTPServer):
+    # socketserver's listen backlog is 5: a worker opening its 16+ SDK connections at once
+    # overflowed it and met "connection refused", a failure the real API never causes.
+    request_queue_size = 1024
 
 
 class _Handler(BaseHTTPRequestHandler):
