@@ -53,7 +53,8 @@ class ProducerView(APIView):
             415: OpenApiResponse(ErrorSerializer, description="Body is not application/json."),
             429: OpenApiResponse(ErrorSerializer, description="Throttled; see Retry-After."),
             503: OpenApiResponse(
-                ErrorSerializer, description="Database unavailable; nothing recorded. Retry after Retry-After."
+                ErrorSerializer,
+                description="Database unavailable; nothing recorded. Retry after Retry-After.",
             ),
         },
     )
@@ -138,7 +139,9 @@ class JobDetailView(APIView):
             200: JobStatusSerializer,
             404: OpenApiResponse(ErrorSerializer, description="No job with this queueId."),
             429: OpenApiResponse(ErrorSerializer, description="Throttled; see Retry-After."),
-            503: OpenApiResponse(ErrorSerializer, description="Database unavailable. Retry after Retry-After."),
+            503: OpenApiResponse(
+                ErrorSerializer, description="Database unavailable. Retry after Retry-After."
+            ),
         },
     )
     def get(self, request: Request, queue_id: uuid.UUID) -> Response:

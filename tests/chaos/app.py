@@ -68,7 +68,12 @@ class App:
     def _spawn(self, name: str) -> None:
         log = (self.logdir / f"{name}.log").open("ab")
         self.procs[name] = subprocess.Popen(
-            commands()[name], cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+            commands()[name],
+            cwd=ROOT,
+            env=self.env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
         log.close()
         if name in self.worker_starts:
@@ -97,7 +102,9 @@ class App:
         proc = self.procs.get(name)
         if proc is None or proc.poll() is not None:
             tail = "\n".join(self.log(name).splitlines()[-30:])
-            raise AssertionError(f"{name} is not running (exit {proc and proc.returncode}); log tail:\n{tail}")
+            raise AssertionError(
+                f"{name} is not running (exit {proc and proc.returncode}); log tail:\n{tail}"
+            )
 
     def kill_workers(self) -> None:
         """SIGKILL every worker's whole process group: main process and pool, no goodbye."""
@@ -111,7 +118,7 @@ class App:
             self._spawn(name)
 
     def stop(self) -> None:
-        for name, proc in reversed(list(self.procs.items())):
+        for proc in reversed(list(self.procs.values())):
             if proc.poll() is None:
                 os.killpg(proc.pid, signal.SIGTERM)
         deadline = time.monotonic() + 20

@@ -103,7 +103,9 @@ class Postgres:
             raise ServiceUnavailable(f"{' '.join(cmd[:2])} failed: {done.stderr.strip()[-500:]}")
 
     def execute(self, sql: str, database: str = "postgres") -> None:
-        with psycopg.connect(self.url(database).replace("postgres://", "postgresql://"), autocommit=True) as c:
+        with psycopg.connect(
+            self.url(database).replace("postgres://", "postgresql://"), autocommit=True
+        ) as c:
             c.execute(sql)  # type: ignore[arg-type]  # our own DDL, no parameters
 
     def create_database(self, name: str, template: str | None = None) -> str:

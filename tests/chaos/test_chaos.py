@@ -30,11 +30,15 @@ EXTRA_WORK_LIMIT = 1.5
 def assert_nothing_lost(outcome: Outcome, fault_free: Outcome) -> None:
     REPORT.append(summary_line(outcome, fault_free))
     tally, snap = outcome.tally, outcome.snapshot
-    assert tally.accepted >= 0.99 * tally.posts, f"only {tally.accepted}/{tally.posts} accepted: {tally.gave_up[:5]}"
+    assert tally.accepted >= 0.99 * tally.posts, (
+        f"only {tally.accepted}/{tally.posts} accepted: {tally.gave_up[:5]}"
+    )
     assert not tally.server_errors, f"5xx other than the documented 503: {tally.server_errors}"
     assert not tally.unexpected, tally.unexpected[:5]
     assert tally.accepted_sessions == {s.session_id for s in traffic.script()}
-    assert not outcome.lost, f"{len(outcome.lost)} sessions not completed at their final transcript: {outcome.lost[:5]}"
+    assert not outcome.lost, (
+        f"{len(outcome.lost)} sessions not completed at their final transcript: {outcome.lost[:5]}"
+    )
     assert not prospect_differences(snap, fault_free.snapshot)
     assert snap.duplicate_extractions == 0
     assert len(snap.prospects) == len(fault_free.snapshot.prospects)
@@ -113,7 +117,13 @@ def purge_rabbitmq_queue(ctx: Context) -> None:
 
 # Claude failing: a share of calls answer 429 (retry-after 1 s), 529 or 500, and some hang
 # past the SDK timeout. Transient, so every session must still complete.
-CLAUDE_FAILURES = {"rate": 0.15, "statuses": [429, 529, 500], "hang_rate": 0.03, "hang_seconds": 4.0, "seed": 11}
+CLAUDE_FAILURES = {
+    "rate": 0.15,
+    "statuses": [429, 529, 500],
+    "hang_rate": 0.03,
+    "hang_seconds": 4.0,
+    "seed": 11,
+}
 
 
 # --- Redis (broker and cache) -------------------------------------------------------------------
@@ -157,7 +167,9 @@ def test_claude_failing_and_hanging_loses_nothing(stack: Stack, fault_free_redis
     assert outcome.fake["injected"].get("hang", 0) > 0
 
 
-def test_concurrent_duplicate_and_out_of_order_posts_converge(stack: Stack, fault_free_redis: Outcome) -> None:
+def test_concurrent_duplicate_and_out_of_order_posts_converge(
+    stack: Stack, fault_free_redis: Outcome
+) -> None:
     outcome = run(stack, "unruly_clients", lanes=traffic.unruly_lanes)
 
     assert_nothing_lost(outcome, fault_free_redis)

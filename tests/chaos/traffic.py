@@ -49,7 +49,11 @@ CONTACTS = [
     "Mi correo es {email}", "Mi teléfono es +52 55 {a} {b}", "Prefiero no dar mis datos todavía",
     "Escríbeme a {email} o llámame al +34 6{a}{b}",
 ]  # fmt: skip
-ASSISTANT = ["¡Hola! ¿En qué puedo ayudarte?", "Entiendo. ¿Qué más te gustaría saber?", "Gracias por contarme."]
+ASSISTANT = [
+    "¡Hola! ¿En qué puedo ayudarte?",
+    "Entiendo. ¿Qué más te gustaría saber?",
+    "Gracias por contarme.",
+]
 
 
 @dataclass(frozen=True)
