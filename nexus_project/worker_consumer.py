@@ -47,7 +47,7 @@ def _tolerating_dead_channel(callback: Callable[..., Any]) -> Callable[..., Any]
             return callback(*args, **kwargs)
         except AttributeError as error:
             logger.warning(
-                "ack dropped: its broker connection is gone (the broker redelivers; the ledger "
+                "ack or reject dropped: its broker connection is gone (the broker redelivers; the ledger "
                 "ignores the redelivery)",
                 extra={"error": repr(error)},
             )
