@@ -14,11 +14,12 @@ RUNTIME_STAMP := $(STAMPS)/requirements.txt
 DEV_STAMP := $(STAMPS)/requirements-dev.txt
 CELERY := $(VENV)/bin/celery -A nexus_project
 
-.PHONY: help run test lint fmt bench migrate shell web worker beat flower clean deps dev-deps
+.PHONY: help run test chaos lint fmt bench migrate shell web worker beat flower clean deps dev-deps
 
 help:
 	@echo "make run      migrate, then web :8000, worker, beat and Flower :5555 in the foreground"
 	@echo "make test     install test tools and run the pytest suite (PYTEST_ARGS=... to select)"
+	@echo "make chaos    the fault-injection suite: kills, flushes and restarts under load (~12 min)"
 	@echo "make lint     ruff check, ruff format --check, mypy"
 	@echo "make fmt      ruff format and ruff check --fix"
 	@echo "make bench    issue 7 figures as one JSON document (real gunicorn, worker, PostgreSQL, Redis; ~6 min)"
@@ -49,6 +50,11 @@ run: deps
 
 test: dev-deps
 	$(VENV)/bin/pytest $(PYTEST_ARGS)
+
+# Starts its own PostgreSQL, Redis, RabbitMQ and fake Claude (needs their server packages,
+# and root or their users for initdb and rabbitmq-server); see tests/chaos/test_chaos.py.
+chaos: dev-deps
+	$(VENV)/bin/pytest -m chaos tests/chaos $(PYTEST_ARGS)
 
 lint: dev-deps
 	@rc=0; \

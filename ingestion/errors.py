@@ -6,12 +6,20 @@ this reshapes them so a widget developer always meets the same body, naming the 
 
 from __future__ import annotations
 
+import logging
 import re
 from typing import Any
 
+from django.db import InterfaceError, OperationalError
 from rest_framework import exceptions, status
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
+
+logger = logging.getLogger(__name__)
+
+# How long a client should wait before retrying while the database is away: a PostgreSQL
+# restart or failover takes seconds, and the widget retries on 503 anyway.
+DATABASE_RETRY_AFTER_SECONDS = 2
 
 
 class PayloadTooLarge(exceptions.APIException):
@@ -19,6 +27,14 @@ class PayloadTooLarge(exceptions.APIException):
     default_code = "payload_too_large"
     default_detail = "Request body too large."
     field = "body"
+
+
+class DatabaseUnavailable(exceptions.APIException):
+    """The database cannot be reached: nothing was recorded, so the client must retry (SPEC §10)."""
+
+    status_code = status.HTTP_503_SERVICE_UNAVAILABLE
+    default_code = "database_unavailable"
+    default_detail = "The database is unavailable; nothing was recorded. Retry shortly."
 
 
 class FingerprintConflict(exceptions.APIException):
@@ -65,9 +81,17 @@ def first_error(detail: Any, path: str = "") -> tuple[str, str]:
 
 
 def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
+    if isinstance(exc, (OperationalError, InterfaceError)):
+        # A lost or refused connection, not a bug: answer 503 with Retry-After instead of a
+        # 500, so the widget retries the same transcript and nothing is lost.
+        view = type(context.get("view")).__name__
+        logger.warning("database unavailable", extra={"view": view, "error": type(exc).__name__})
+        exc = DatabaseUnavailable()
     response = drf_exception_handler(exc, context)
     if response is None:
         return None
+    if isinstance(exc, DatabaseUnavailable):
+        response["Retry-After"] = str(DATABASE_RETRY_AFTER_SECONDS)
     code = getattr(exc, "default_code", "error")
     if isinstance(exc, exceptions.APIException):
         codes = exc.get_codes()

@@ -78,11 +78,12 @@ _RETRY_AFTER = {
 
 
 def _document_headers(result: dict[str, Any]) -> None:
-    """Response headers drf-spectacular cannot see: the 202's ids and the 429's Retry-After."""
+    """Response headers drf-spectacular cannot see: the 202's ids, the 429's and 503's Retry-After."""
     for operations in result.get("paths", {}).values():
         for operation in operations.values():
             responses = operation.get("responses", {}) if isinstance(operation, dict) else {}
             if "202" in responses:
                 responses["202"]["headers"] = _ACCEPTED_HEADERS
-            if "429" in responses:
-                responses["429"]["headers"] = _RETRY_AFTER
+            for code in ("429", "503"):
+                if code in responses and "content" in responses[code]:
+                    responses[code]["headers"] = _RETRY_AFTER

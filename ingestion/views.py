@@ -52,6 +52,10 @@ class ProducerView(APIView):
             413: OpenApiResponse(ErrorSerializer, description="Body over the byte limit."),
             415: OpenApiResponse(ErrorSerializer, description="Body is not application/json."),
             429: OpenApiResponse(ErrorSerializer, description="Throttled; see Retry-After."),
+            503: OpenApiResponse(
+                ErrorSerializer,
+                description="Database unavailable; nothing recorded. Retry after Retry-After.",
+            ),
         },
     )
     def post(self, request: Request) -> Response:
@@ -135,6 +139,9 @@ class JobDetailView(APIView):
             200: JobStatusSerializer,
             404: OpenApiResponse(ErrorSerializer, description="No job with this queueId."),
             429: OpenApiResponse(ErrorSerializer, description="Throttled; see Retry-After."),
+            503: OpenApiResponse(
+                ErrorSerializer, description="Database unavailable. Retry after Retry-After."
+            ),
         },
     )
     def get(self, request: Request, queue_id: uuid.UUID) -> Response:

@@ -196,6 +196,9 @@ CELERY_TASK_PUBLISH_RETRY_POLICY = {
     "interval_step": 0.3,
     "interval_max": 0.3,
 }
+# Celery's consumer with one kombu race made survivable: a Redis restart under a busy threads
+# pool made a worker exit instead of reconnecting (nexus_project/worker_consumer.py).
+CELERY_WORKER_CONSUMER = "nexus_project.worker_consumer:Consumer"
 CELERY_WORKER_SEND_TASK_EVENTS = True  # Flower
 CELERY_TASK_SEND_SENT_EVENT = True
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False

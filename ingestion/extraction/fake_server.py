@@ -15,6 +15,8 @@ only when the marked prefix reaches the model's cache minimum (Haiku 5.5: 512 to
 Control API (JSON): POST /_fake/script [steps], POST /_fake/latency {"latency"} or {"min", "max"},
 POST /_fake/failure_rate {"rate", "statuses", "hang_rate", "hang_seconds", "seed"},
 POST /_fake/keys {"accept": [keys]} or {"any": true}, GET /_fake/stats, POST /_fake/reset.
+Stats include the faults injected by kind and the calls that overlapped another open call for
+the same conversation (the chaos suite's proof that one session is never worked twice at once).
 Steps: "ok", ["ok", {overrides}], ["429", retry_after], "529", "500", "400", "401", "403",
 "spend_limit", ["hang", seconds], "malformed", "invalid", "refusal", "max_tokens".
 """
@@ -137,6 +139,8 @@ class FakeClaude:
     _accepted_keys: set[str] | None
     _requests: list[dict[str, Any]]
     _by_status: Counter[str]
+    _injected: Counter[str]
+    _open_conversations: Counter[str]
     _cached_prefixes: set[str]
 
     def __init__(self, port: int = 0, latency: float = 0.0, *, seed: int = 0) -> None:
@@ -145,14 +149,14 @@ class FakeClaude:
         self._seed = seed
         self._lock = threading.Lock()
         self._stopping = threading.Event()
-        self._server: ThreadingHTTPServer | None = None
+        self._server: _Server | None = None
         self._thread: threading.Thread | None = None
         self._reset_state()
 
     # --- lifecycle ----------------------------------------------------------------------------
     def start(self) -> FakeClaude:
         handler = type("Handler", (_Handler,), {"fake": self})
-        self._server = ThreadingHTTPServer(("127.0.0.1", self._port), handler)
+        self._server = _Server(("127.0.0.1", self._port), handler)
         self._server.daemon_threads = True
         self._server.block_on_close = False  # hung handlers must not block stop()
         self._stopping.clear()
@@ -261,6 +265,13 @@ class FakeClaude:
                 "in_flight": self._in_flight,
                 "max_in_flight": self._max_in_flight,
                 "by_status": dict(self._by_status),
+                # Faults this fake chose to answer with (scripted or by failure rate), by kind:
+                # a client can have seen at most these many failed calls.
+                "injected": dict(self._injected),
+                # Calls that began while another call for the same conversation was still
+                # open (hangs excluded: their client has already given up): > 0 means two
+                # workers worked one session at once.
+                "same_conversation_overlaps": self._overlaps,
                 "input_tokens_total": self._input_tokens,
                 "output_tokens_total": self._output_tokens,
                 "scripted_left": len(self._script),
@@ -276,10 +287,15 @@ class FakeClaude:
         self._requests = []
         self._calls = self._in_flight = self._max_in_flight = 0
         self._by_status = Counter()
+        self._injected = Counter()
+        self._open_conversations = Counter()
+        self._overlaps = 0
         self._input_tokens = self._output_tokens = 0
         self._cached_prefixes = set()
 
-    def _begin(self, path: str, headers: dict[str, str], body: Any) -> tuple[tuple[str, Any], float]:
+    def _begin(
+        self, path: str, headers: dict[str, str], body: Any, conversation: str | None
+    ) -> tuple[tuple[str, Any], float]:
         with self._lock:
             self._calls += 1
             self._in_flight += 1
@@ -287,20 +303,32 @@ class FakeClaude:
             self._requests.append({"path": path, "headers": headers, "body": body})
             low, high = self._latency
             latency = low if low == high else self._rng.uniform(low, high)
-            if self._script:
-                return self._script.popleft(), latency
-            failure = self._failure
-            roll = self._rng.random()
-            if roll < failure["hang_rate"]:
-                return ("hang", failure["hang_seconds"]), latency
-            if failure["statuses"] and roll < failure["hang_rate"] + failure["rate"]:
-                status = self._rng.choice(failure["statuses"])
-                return (status, 1.0 if status == "429" else None), latency
-            return ("ok", None), latency
+            step = self._next_step()
+            if step[0] != "ok":
+                self._injected[step[0]] += 1
+            if conversation is not None and step[0] != "hang":
+                if self._open_conversations[conversation]:
+                    self._overlaps += 1
+                self._open_conversations[conversation] += 1
+            return step, latency
 
-    def _end(self, status: int, usage: dict[str, int] | None) -> None:
+    def _next_step(self) -> tuple[str, Any]:
+        if self._script:
+            return self._script.popleft()
+        failure = self._failure
+        roll = self._rng.random()
+        if roll < failure["hang_rate"]:
+            return ("hang", failure["hang_seconds"])
+        if failure["statuses"] and roll < failure["hang_rate"] + failure["rate"]:
+            status = self._rng.choice(failure["statuses"])
+            return (status, 1.0 if status == "429" else None)
+        return ("ok", None)
+
+    def _end(self, status: int, usage: dict[str, int] | None, conversation: str | None, step: str) -> None:
         with self._lock:
             self._in_flight -= 1
+            if conversation is not None and step != "hang":
+                self._open_conversations[conversation] -= 1
             self._by_status[str(status)] += 1
             if usage:
                 self._input_tokens += usage["input_tokens"]
@@ -325,7 +353,8 @@ class FakeClaude:
         self, headers: dict[str, str], body: Any
     ) -> tuple[int, dict[str, Any], dict[str, str]]:
         """One /v1/messages call: (status, JSON body, extra headers)."""
-        step, latency = self._begin("/v1/messages", headers, body)
+        conversation = conversation_key(body)
+        step, latency = self._begin("/v1/messages", headers, body, conversation)
         status, usage = 500, None
         try:
             if latency:
@@ -340,7 +369,7 @@ class FakeClaude:
             status = error.status
             return status, _error_body(error.error_type, error.message), error.headers
         finally:
-            self._end(status, usage)
+            self._end(status, usage, conversation, step[0])
 
     def _answer(
         self, step: tuple[str, Any], body: dict[str, Any]
@@ -549,6 +578,15 @@ def transcript_from_request(body: dict[str, Any]) -> list[dict[str, str]]:
     ]
 
 
+def conversation_key(body: Any) -> str | None:
+    """Which conversation a request is about: its first visitor message (None if unreadable)."""
+    try:
+        first = next(m["content"] for m in transcript_from_request(body) if m["role"] == "user")
+    except (KeyError, TypeError, AttributeError, StopIteration):
+        return None
+    return hashlib.sha256(first.encode()).hexdigest()[:16]
+
+
 def _answer_data(body: dict[str, Any], overrides: dict[str, Any] | None) -> dict[str, Any]:
     data = extract_raw(transcript_from_request(body))
     data["nivel_interes"] = clamp_nivel(data["nivel_interes"])
@@ -596,6 +634,12 @@ def _normalise_step(step: Any) -> tuple[str, Any]:
     if kind not in known and not (kind.isdigit() and len(kind) == 3):
         raise ValueError(f"unknown fake step {kind!r}; known: {sorted(known)}")
     return kind, arg
+
+
+class _Server(ThreadingHTTPServer):
+    # socketserver's listen backlog is 5: a worker opening its 16+ SDK connections at once
+    # overflowed it and met "connection refused", a failure the real API never causes.
+    request_queue_size = 1024
 
 
 class _Handler(BaseHTTPRequestHandler):

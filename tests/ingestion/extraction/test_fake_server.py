@@ -157,6 +157,7 @@ def test_control_endpoint_scripts_failures_and_reports_stats(fake_claude: FakeCl
     stats = _get(f"{url}/_fake/stats")
     assert stats["calls"] == 3
     assert stats["by_status"] == {"529": 1, "429": 1, "200": 1}
+    assert stats["injected"] == {"529": 1, "429": 1}
     assert stats["input_tokens_total"] > 0
     _post(f"{url}/_fake/reset", {})
     assert _get(f"{url}/_fake/stats")["calls"] == 0
@@ -250,3 +251,40 @@ def test_a_forced_tool_with_thinking_on_is_rejected(fake_claude: FakeClaude) -> 
         _body(model="claude-haiku-5-5", thinking={"type": "disabled"}, **forced),
     )
     assert status == 200
+
+
+def _conversation(first_message: str) -> dict[str, Any]:
+    transcript = f'<transcript><message role="user">{first_message}</message></transcript>'
+    return _body(messages=[{"role": "user", "content": transcript}])
+
+
+def test_overlapping_calls_for_one_conversation_are_counted(fake_claude: FakeClaude) -> None:
+    import threading
+
+    fake_claude.set_latency(0.3)
+    url = f"{fake_claude.url}/v1/messages"
+
+    def together(*bodies: dict[str, Any]) -> None:
+        threads = [threading.Thread(target=_post, args=(url, body)) for body in bodies]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+
+    together(_conversation("hola, soy Ana"), _conversation("hola, soy Luis"))
+    assert fake_claude.stats()["same_conversation_overlaps"] == 0
+    together(_conversation("hola, soy Ana"), _conversation("hola, soy Ana"))
+    assert fake_claude.stats()["same_conversation_overlaps"] == 1
+
+
+def test_a_hung_call_does_not_count_as_an_overlap(fake_claude: FakeClaude) -> None:
+    fake_claude.script([["hang", 1.0]])
+    url = f"{fake_claude.url}/v1/messages"
+    request = urllib.request.Request(url, data=json.dumps(_conversation("hola")).encode(), headers=HEADERS)
+    with pytest.raises(TimeoutError):  # the client gives up, as the SDK does on its timeout
+        urllib.request.urlopen(request, timeout=0.2)
+
+    assert _post(url, _conversation("hola"))[0] == 200
+    stats = fake_claude.stats()
+    assert stats["injected"] == {"hang": 1}
+    assert stats["same_conversation_overlaps"] == 0

@@ -1,0 +1,86 @@
+"""The database down: the producer answers 503 with a JSON body and Retry-After, never 500,
+so the widget retries and nothing is lost (SPEC §10). The chaos suite restarts a real
+PostgreSQL under load; here the connection points at a closed port."""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import uuid
+from collections.abc import Iterator
+
+import pytest
+from django.db import connections
+
+from ingestion.models import Job
+from tests.conftest import producer_body
+
+pytestmark = [pytest.mark.postgres]
+
+CLOSED_PORT = "9"  # discard: nothing listens there
+
+
+@contextlib.contextmanager
+def database_unreachable() -> Iterator[None]:
+    """The default connection's pool re-created against a port where no PostgreSQL listens."""
+    conn = connections["default"]
+    saved = copy.deepcopy(conn.settings_dict)
+    conn.close()
+    conn.close_pool()
+    conn.settings_dict["PORT"] = CLOSED_PORT
+    conn.settings_dict["OPTIONS"] = {
+        **conn.settings_dict["OPTIONS"],
+        "pool": {**conn.settings_dict["OPTIONS"]["pool"], "timeout": 0.5},
+        "connect_timeout": 1,
+    }
+    try:
+        yield
+    finally:
+        conn.close()
+        conn.close_pool()
+        conn.settings_dict.clear()
+        conn.settings_dict.update(saved)
+
+
+@pytest.fixture
+def database_down(transactional_db: None) -> Iterator[None]:
+    with database_unreachable():
+        yield
+
+
+def test_post_answers_503_with_retry_after_when_the_database_is_down(api, database_down):
+    response = api.post("/api/nexus/producer", producer_body(session_id="db-down"), format="json")
+
+    assert response.status_code == 503
+    assert response["Retry-After"] == "2"
+    assert response.json()["error"] == "database_unavailable"
+    assert "nothing was recorded" in response.json()["message"]
+
+
+def test_job_status_answers_503_when_the_database_is_down(api, database_down):
+    response = api.get(f"/api/nexus/jobs/{uuid.uuid4()}")
+
+    assert response.status_code == 503
+    assert response.json()["error"] == "database_unavailable"
+
+
+def test_health_is_unhealthy_and_readyz_unavailable_when_the_database_is_down(api, database_down):
+    health = api.get("/api/nexus/producer")
+    ready = api.get("/readyz")
+
+    assert health.status_code == 503
+    assert health.json()["status"] == "unhealthy"
+    assert ready.status_code == 503
+
+
+def test_the_retried_post_is_accepted_once_the_database_is_back(api, transactional_db):
+    body = producer_body(session_id="db-back")
+    with database_unreachable():
+        refused = api.post("/api/nexus/producer", body, format="json")
+
+    retried = api.post("/api/nexus/producer", body, format="json")
+
+    assert refused.status_code == 503
+    assert retried.status_code == 202
+    assert "duplicate" not in retried.json()  # the refused POST recorded nothing
+    assert Job.objects.filter(session_id="db-back").count() == 1
