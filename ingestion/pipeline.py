@@ -21,6 +21,7 @@ from datetime import timedelta
 from typing import Any
 
 from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
 from django.db import close_old_connections, connection, transaction
 from django.db.models import F, Q
 from django.utils import timezone
@@ -64,6 +65,16 @@ def job_process(*, job_id: uuid.UUID | str) -> str:
         budget.job_defer_for_budget(job_id=job_id, seconds=wait)
         breaker.release_probe()
         return "over-budget"
+    try:
+        extractor = get_extractor()
+    except ImproperlyConfigured as error:
+        # No extraction is possible until a deploy fixes the settings: an account-wide
+        # failure, so the job waits (pending) behind the breaker instead of being claimed,
+        # dying and turning poison.
+        pause = breaker.trip(category="misconfigured")
+        _defer_for_breaker(job_id, pause)
+        logger.error("extractor misconfigured; job left pending", extra={**log, "error": str(error)})
+        return "misconfigured"
     claim = job_claim(job_id=job_id)
     if claim is None:
         breaker.release_probe()
@@ -74,7 +85,7 @@ def job_process(*, job_id: uuid.UUID | str) -> str:
     close_old_connections()
     connection.close()
     try:
-        result = get_extractor().extract(claim.messages)
+        result = extractor.extract(claim.messages)
     except ExtractionError as err:
         if err.kind is not FailureKind.ACCOUNT:
             # Not the key's fault: if this run was the breaker's probe, let the next job probe

@@ -239,3 +239,23 @@ def test_invented_contact_data_is_dropped(api, claude, celery_worker):
     prospect = Prospect.objects.get(jobs=job)
     assert prospect.nombre == "Juan Pérez"
     assert prospect.email is None and prospect.telefono is None
+
+
+def test_a_misconfigured_extractor_pauses_jobs_instead_of_failing_them(
+    api, fast_pipeline, claude_settings, fake_claude, celery_worker
+):
+    claude_settings.ANTHROPIC_API_KEY = ""  # EXTRACTOR=claude without a key
+
+    job_id = post(api, session_id="no-key")
+
+    wait_for(lambda: breaker.state() is not None)
+    assert breaker.state()["category"] == "misconfigured"
+    job = job_in(job_id, JobStatus.PENDING)
+    assert job is not None and job.claims == 0 and job.next_attempt_at is not None
+    assert api.get("/api/nexus/producer").json()["status"] == "degraded"
+
+    claude_settings.ANTHROPIC_API_KEY = "fixed-key"  # the deploy that sets the key
+
+    wait_for(lambda: job_in(job_id, JobStatus.COMPLETED), timeout=20)
+    assert breaker.state() is None
+    assert fake_claude.calls == 1
