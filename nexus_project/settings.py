@@ -196,6 +196,15 @@ CELERY_TASK_PUBLISH_RETRY_POLICY = {
     "interval_step": 0.3,
     "interval_max": 0.3,
 }
+# After a broker reconnect Celery cuts the prefetch to 1 and restores it with a basic.qos per
+# finished task; in the chaos suite's RabbitMQ restart that synchronous basic.qos wedged both
+# workers' event loops for ~3 minutes (until RabbitMQ dropped them for missed heartbeats).
+# Over-fetching after a reconnect costs us nothing (a second delivery finds no claimable
+# row), so the reduction stays off (celery#9512 is the same path).
+CELERY_WORKER_ENABLE_PREFETCH_COUNT_REDUCTION = False
+# AMQP heartbeats (RabbitMQ): a connection whose peer went silent is dropped after about two
+# intervals, bounding any wedge like the one above to ~1 minute instead of the default ~4.
+CELERY_BROKER_HEARTBEAT = 30
 # Celery's consumer with one kombu race made survivable: a Redis restart under a busy threads
 # pool made a worker exit instead of reconnecting (nexus_project/worker_consumer.py).
 CELERY_WORKER_CONSUMER = "nexus_project.worker_consumer:Consumer"

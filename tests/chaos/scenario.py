@@ -26,7 +26,9 @@ PROSPECT_FIELDS = (
     "nombre", "email", "telefono", "ocupacion", "nivel_interes", "momento_optimo", "arquetipo",
     "objeciones", "stage", "session_count",
 )  # fmt: skip
-DRAIN_TIMEOUT_S = 180.0
+# Normal drains take seconds (sweep 1 s, grace 3 s, lease 6 s). A minute means something is
+# wedged: a worker that stops consuming loses nothing but is a failure all the same.
+DRAIN_TIMEOUT_S = 60.0
 
 
 class FakeControl:
