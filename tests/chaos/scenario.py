@@ -77,9 +77,9 @@ class Stack:
 
     def migrate_template(self) -> None:
         url = self.postgres.create_database(self.template)
-        manage(self._env(url, "redis", "migrate", 0), "migrate", "--noinput")
+        manage(self.environment(url, "redis", "migrate", 0), "migrate", "--noinput")
 
-    def _env(self, database_url: str, broker: str, queue: str, web_port: int) -> dict[str, str]:
+    def environment(self, database_url: str, broker: str, queue: str, web_port: int) -> dict[str, str]:
         return profile.environment(
             database_url=database_url,
             redis_url=self.redis.url,
@@ -149,7 +149,7 @@ def run(
     web_port = free_port()
     queue = f"chaos-{name}"
     stack.fake.prepare(latency=latency, failure=failure)
-    app = App(stack._env(url, broker, queue, web_port), stack.root / "logs" / name, web_port)
+    app = App(stack.environment(url, broker, queue, web_port), stack.root / "logs" / name, web_port)
     app.start()
     try:
         client = traffic.LoadClient(web_port)

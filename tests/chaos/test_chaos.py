@@ -180,33 +180,30 @@ def test_concurrent_duplicate_and_out_of_order_posts_converge(
 def test_rabbitmq_fault_free_run_completes_every_session(
     fault_free_rabbitmq: Outcome, fault_free_redis: Outcome
 ) -> None:
+    # The same Prospects as on Redis; the scenarios below compare with this run (its own
+    # extraction count is the fair bound for work on this broker).
     assert_nothing_lost(fault_free_rabbitmq, fault_free_redis)
 
 
 def test_rabbitmq_sigkill_of_the_workers_mid_call_loses_nothing(
-    rabbitmq_stack: Stack, fault_free_rabbitmq: Outcome, fault_free_redis: Outcome
+    rabbitmq_stack: Stack, fault_free_rabbitmq: Outcome
 ) -> None:
     outcome = run(rabbitmq_stack, "rabbitmq_sigkill_workers", broker="rabbitmq", fault=kill_workers_mid_call)
 
     assert_nothing_lost(outcome, fault_free_rabbitmq)
-    assert not prospect_differences(outcome.snapshot, fault_free_redis.snapshot)
     assert outcome.notes["kills_with_calls_in_flight"] == len(KILL_TIMES_S)
 
 
-def test_rabbitmq_restart_mid_run_loses_nothing(
-    rabbitmq_stack: Stack, fault_free_rabbitmq: Outcome, fault_free_redis: Outcome
-) -> None:
+def test_rabbitmq_restart_mid_run_loses_nothing(rabbitmq_stack: Stack, fault_free_rabbitmq: Outcome) -> None:
     outcome = run(rabbitmq_stack, "rabbitmq_restart", broker="rabbitmq", fault=restart_rabbitmq)
 
     assert_nothing_lost(outcome, fault_free_rabbitmq)
-    assert not prospect_differences(outcome.snapshot, fault_free_redis.snapshot)
 
 
 def test_rabbitmq_queue_purge_mid_run_loses_nothing(
-    rabbitmq_stack: Stack, fault_free_rabbitmq: Outcome, fault_free_redis: Outcome
+    rabbitmq_stack: Stack, fault_free_rabbitmq: Outcome
 ) -> None:
     outcome = run(rabbitmq_stack, "rabbitmq_purge", broker="rabbitmq", fault=purge_rabbitmq_queue)
 
     assert_nothing_lost(outcome, fault_free_rabbitmq)
-    assert not prospect_differences(outcome.snapshot, fault_free_redis.snapshot)
     assert outcome.sweeper_redispatches > 0
