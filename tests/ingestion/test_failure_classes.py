@@ -248,8 +248,8 @@ def test_a_misconfigured_extractor_pauses_jobs_instead_of_failing_them(
 
     job_id = post(api, session_id="no-key")
 
-    wait_for(lambda: breaker.state() is not None)
-    assert breaker.state()["category"] == "misconfigured"
+    state = wait_for(breaker.state)
+    assert state["category"] == "misconfigured"
     job = job_in(job_id, JobStatus.PENDING)
     assert job is not None and job.claims == 0 and job.next_attempt_at is not None
     assert api.get("/api/nexus/producer").json()["status"] == "degraded"
