@@ -44,6 +44,8 @@ def log(message: str) -> None:
 # --- environment ------------------------------------------------------------------------------
 def bench_env(args: argparse.Namespace, fake_port: int, static_root: str) -> dict[str, str]:
     env = dict(os.environ)
+    for name in ("NEXUS_THROTTLE_IP_RATE", "NEXUS_THROTTLE_SESSION_RATE", "NEXUS_NUM_PROXIES"):
+        env.pop(name, None)  # the production defaults, whatever the caller's shell says
     env.update(
         {
             "DJANGO_SETTINGS_MODULE": "bench.settings",
@@ -61,9 +63,12 @@ def bench_env(args: argparse.Namespace, fake_port: int, static_root: str) -> dic
             "EXTRACTOR": "claude",
             "ANTHROPIC_API_KEY": "bench",
             "ANTHROPIC_BASE_URL": f"http://127.0.0.1:{fake_port}",
-            # Throttling (if the app has it) would cap the load generator, not measure the app.
-            "NEXUS_THROTTLE_ENABLED": "false",
-            "NEXUS_THROTTLE_RATE": "",
+            # Throttles stay on at their production rates (NEXUS_THROTTLE_IP_RATE /
+            # NEXUS_THROTTLE_SESSION_RATE unset), so their cache round trips are measured. The
+            # load comes from one loopback address standing in for many visitors, so the bench
+            # is what production is behind one proxy: NUM_PROXIES=1, and every request carries
+            # an X-Forwarded-For of its own visitor (bench/post.lua, bench/loadgen.py).
+            "NEXUS_NUM_PROXIES": "1",
             "PYTHONUNBUFFERED": "1",
         }
     )
@@ -212,6 +217,63 @@ def ratio(value: float | None, reference: float | None) -> float | None:
     return round(value / reference, 3)
 
 
+# A throughput or latency figure counts only answers that did the work. Non-2xx answers (a
+# throttle's 429s, 4xx from a bad body, 5xx) are cheap and would inflate the rate, as they
+# once did when the bench set throttle variables the settings never read: such a run is
+# reported invalid (met: false, with the reason) and `make bench` exits non-zero.
+def wrk_problems(name: str, run: dict[str, Any]) -> list[str]:
+    problems = []
+    if run.get("non2xx"):
+        problems.append(f"{name}: {run['non2xx']} of {run['requests']} answers were not 2xx")
+    if run.get("errors"):
+        problems.append(f"{name}: {run['errors']} socket errors or timeouts")
+    return problems
+
+
+def paced_problems(name: str, summary: dict[str, Any]) -> list[str]:
+    problems = []
+    bad = {code: n for code, n in summary["statuses"].items() if not 200 <= code < 300}
+    if bad:
+        problems.append(f"{name}: non-2xx answers {bad}")
+    if summary["errors"]:
+        problems.append(f"{name}: {summary['errors']} socket errors or timeouts")
+    lag = summary["client"]["send_lag_p99_ms"]
+    if lag is not None and lag > 5:
+        problems.append(f"{name}: the client sent late (p99 {lag} ms): it measured itself")
+    return problems
+
+
+def drain_problems(name: str, measured: dict[str, Any]) -> list[str]:
+    if measured.get("timed_out"):
+        return [f"{name}: queue not drained in time ({measured['done']} of {measured['total']})"]
+    return []
+
+
+def fake_problems(stats: dict[str, Any]) -> list[str]:
+    """The fake answers 200 unless scripted otherwise; anything else means retries were timed."""
+    bad = {code: n for code, n in stats["by_status"].items() if code != "200"}
+    return [f"fake Claude answered {bad}"] if bad else []
+
+
+def verdict(met: bool, invalid: list[str]) -> dict[str, Any]:
+    for problem in invalid:
+        log(f"INVALID: {problem}")
+    result: dict[str, Any] = {"met": met and not invalid}
+    if invalid:
+        result["invalid"] = invalid
+    return result
+
+
+def ref_rows() -> int:
+    from django.db import connection
+
+    from bench.views import REF_TABLE
+
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT count(*) FROM {REF_TABLE}")  # noqa: S608 - a constant
+        return int(cursor.fetchone()[0])
+
+
 # --- the bench --------------------------------------------------------------------------------
 class Bench:
     def __init__(self, args: argparse.Namespace) -> None:
@@ -303,41 +365,58 @@ class Bench:
         line = next(x for x in out.stdout.splitlines() if x.startswith("WRKJSON "))
         return json.loads(line[len("WRKJSON ") :])
 
-    def paced(self, path: str, rate: float, seconds: float) -> dict[str, Any]:
+    def paced(self, path: str, rate: float, seconds: float, prefix: str) -> tuple[dict[str, Any], Any]:
+        """Open-loop POSTs at ``rate``/s for ``seconds`` (new session each); (summary, raw)."""
         from bench import loadgen
 
         rng = random.Random(7)
-
-        def make(i: int) -> tuple[str, bytes]:
-            session = f"paced-{RUN_ID}-{path.strip('/').replace('/', '-')}-{i}"
-            return session, loadgen.producer_body(session, loadgen.conversation(rng))
-
-        result = asyncio.run(loadgen.paced("127.0.0.1", self.web_port, path, rate, seconds, make))
-        return {
+        requests = []
+        for i in range(int(rate * seconds)):
+            session = f"{prefix}-{RUN_ID}-{i}"
+            requests.append((session, loadgen.producer_body(session, loadgen.conversation(rng))))
+        result = asyncio.run(loadgen.paced("127.0.0.1", self.web_port, path, rate, requests))
+        summary = {
             "rate": round(rate, 1),
             "requests": len(result.latencies_ms),
             "errors": result.errors,
             "statuses": result.statuses,
             "p50_ms": loadgen.percentile(result.latencies_ms, 50),
             "p99_ms": loadgen.percentile(result.latencies_ms, 99),
+            "client": {
+                "send_lag_p99_ms": loadgen.percentile(result.send_lag_ms, 99),
+                "cpu_core_fraction": round(result.client_cpu_s / result.wall_s, 3) if result.wall_s else None,
+            },
         }
+        return summary, result
 
     def figure_1(self) -> dict[str, Any]:
+        from ingestion.models import Job
+
         seconds = 10 * self.scale
         routes = {"producer": "/api/nexus/producer", "plain": "/bench/plain", "floor": "/bench/floor"}
+        rows: dict[str, Callable[[], int]] = {"producer": Job.objects.count, "floor": ref_rows}
         runs: dict[str, dict[str, Any]] = {}
+        invalid: list[str] = []
         for name, path in routes.items():
             self.reset_state()
             self.wrk_run(path, 2)  # warm-up: imports, pools, caches
             self.reset_state()
             runs[name] = self.wrk_run(path, seconds)
             log(f"figure 1 {name}: {runs[name]}")
+            invalid += wrk_problems(name, runs[name])
+            if name in rows:
+                # Every answered request must have done its work: a row per new session.
+                runs[name]["rows_written"] = written = rows[name]()
+                if written < runs[name]["requests"]:
+                    invalid.append(f"{name}: {written} rows for {runs[name]['requests']} answers")
         half = runs["producer"]["rps"] / 2
         self.reset_state()
-        at_half = self.paced(routes["producer"], half, seconds)
+        at_half, _ = self.paced(routes["producer"], half, seconds, "paced-producer")
         self.reset_state()
-        floor_at_half = self.paced(routes["floor"], half, seconds)
+        floor_at_half, _ = self.paced(routes["floor"], half, seconds, "paced-floor")
         log(f"figure 1 at half rate: producer {at_half} floor {floor_at_half}")
+        invalid += paced_problems("producer at half rate", at_half)
+        invalid += paced_problems("floor at half rate", floor_at_half)
         vs_plain = ratio(runs["producer"]["rps"], runs["plain"]["rps"])
         vs_floor = ratio(runs["producer"]["rps"], runs["floor"]["rps"])
         return {
@@ -349,10 +428,12 @@ class Bench:
             "ratio_vs_floor": vs_floor,
             "at_half_max_rate": {"producer": at_half, "reference_floor": floor_at_half},
             "target": "rps >= 25% of plain and >= 80% of floor; p99 <= 50 ms at half max rate",
-            "met": bool(
-                vs_plain and vs_plain >= 0.25 and vs_floor and vs_floor >= 0.80
-                and at_half["p99_ms"] is not None and at_half["p99_ms"] <= 50
-                and not at_half["errors"]
+            **verdict(
+                bool(
+                    vs_plain and vs_plain >= 0.25 and vs_floor and vs_floor >= 0.80
+                    and at_half["p99_ms"] is not None and at_half["p99_ms"] <= 50
+                ),
+                invalid,
             ),
         }  # fmt: skip
 
@@ -421,7 +502,8 @@ class Bench:
             "fake_max_in_flight": stats["max_in_flight"],
             "detail": measured,
             "target": ">= 85% of ideal and >= 100/s (150 the aim)",
-            "met": bool(rate and rate >= 0.85 * ideal and rate >= 100),
+            **verdict(bool(rate and rate >= 0.85 * ideal and rate >= 100),
+                      drain_problems("jobs", measured) + fake_problems(stats)),
         }  # fmt: skip
 
     def figure_6(self, worker_pid: int, web_pid: int) -> dict[str, Any]:
@@ -452,15 +534,29 @@ class Bench:
         for s in range(sessions_n):
             session = f"coalesce-{RUN_ID}-{s}"
             convo = loadgen.conversation(rng, turns=posts * 2)
-            sessions.append([loadgen.producer_body(session, convo[: 2 * k + 1]) for k in range(posts)])
+            sessions.append(
+                (session, [loadgen.producer_body(session, convo[: 2 * k + 1]) for k in range(posts)])
+            )
         started = time.monotonic()
         result = asyncio.run(loadgen.bursts("127.0.0.1", self.web_port, "/api/nexus/producer", sessions, 16))
         burst_s = time.monotonic() - started
+        invalid = []
+        if result.non_2xx() or result.errors:
+            # A refused POST never became a revision: the calls per session would be measured
+            # on fewer POSTs than claimed. Report it instead of waiting for jobs that never come.
+            bad = {code: n for code, n in result.statuses.items() if not 200 <= code < 300}
+            invalid.append(f"POSTs not accepted: {bad}, socket errors {result.errors}")
+        created = Job.objects.count()
+        if created != sessions_n:
+            invalid.append(f"{created} jobs for {sessions_n} sessions")
 
         def settled() -> bool:
-            return not Job.objects.exclude(status="completed").exists() and Job.objects.count() == sessions_n
+            return not Job.objects.exclude(status="completed").exists()
 
-        wait_until(settled, 120, "coalescing jobs to complete", 0.2)
+        try:
+            wait_until(settled, 120, "coalescing jobs to complete", 0.2)
+        except RuntimeError as exc:
+            invalid.append(f"{exc}: {dict(Job.objects.values_list('status').annotate(n=Count('id')))}")
         calls = self.fake("stats")["calls"]
         per_job = list(
             Extraction.objects.values("job_id").annotate(n=Count("id")).values_list("n", flat=True)
@@ -475,10 +571,13 @@ class Bench:
             "ratio": ratio(per_session, posts),
             "max_calls_one_session": max(per_job, default=0),
             "posts": sum(result.statuses.values()),
+            "post_statuses": result.statuses,
             "post_errors": result.errors,
+            "post_p50_ms": loadgen.percentile(result.latencies_ms, 50),
+            "post_p99_ms": loadgen.percentile(result.latencies_ms, 99),
             "burst_seconds": round(burst_s, 1),
             "target": "<= 2.0 calls per session",
-            "met": per_session <= 2.0 and not result.errors,
+            **verdict(per_session <= 2.0, invalid),
         }
 
     def figure_4(self) -> dict[str, Any]:
@@ -489,17 +588,13 @@ class Bench:
         self.reset_state()
         self.fake("reset", {})
         self.fake("latency", {"latency": 0.0})
-        rng = random.Random(3)
-
-        def make(i: int) -> tuple[str, bytes]:
-            session = f"e2e-{RUN_ID}-{i}"
-            return session, loadgen.producer_body(session, loadgen.conversation(rng))
-
-        result = asyncio.run(
-            loadgen.paced("127.0.0.1", self.web_port, "/api/nexus/producer", rate, seconds, make)
-        )
+        posted, result = self.paced("/api/nexus/producer", rate, seconds, "e2e")
+        invalid = paced_problems("POSTs at 20/s", posted)
         total = len(result.sent_at)
-        wait_until(lambda: Job.objects.filter(status="completed").count() >= total, 60, "e2e jobs", 0.2)
+        try:
+            wait_until(lambda: Job.objects.filter(status="completed").count() >= total, 60, "e2e jobs", 0.2)
+        except RuntimeError as exc:
+            invalid.append(str(exc))
         done = dict(
             Job.objects.filter(session_id__in=list(result.sent_at)).values_list("session_id", "processed_at")
         )
@@ -514,12 +609,9 @@ class Bench:
             "samples": len(e2e),
             "p50_ms": p50,
             "p99_ms": p99,
-            "reference_post_latency": {
-                "p50_ms": loadgen.percentile(result.latencies_ms, 50),
-                "p99_ms": loadgen.percentile(result.latencies_ms, 99),
-            },
+            "reference_post_latency": {"p50_ms": posted["p50_ms"], "p99_ms": posted["p99_ms"]},
             "target": "p50 <= 30 ms, p99 <= 150 ms",
-            "met": bool(p50 is not None and p99 is not None and p50 <= 30 and p99 <= 150),
+            **verdict(bool(p50 is not None and p99 is not None and p50 <= 30 and p99 <= 150), invalid),
         }
 
     def figure_3(self) -> dict[str, Any]:
@@ -546,6 +638,8 @@ class Bench:
         self.start_worker()
         job_rate = self.drain_rate(self.completed, total, timeout=180)
         log(f"figure 3 jobs: {job_rate}")
+        invalid = drain_problems("no-op", noop_rate) + drain_problems("jobs", job_rate)
+        invalid += fake_problems(self.fake("stats"))
         r = ratio(job_rate["rate"], noop_rate["rate"])
         return {
             "what": f"drain rate of {total} pre-queued tasks, Claude at 0 s",
@@ -554,7 +648,7 @@ class Bench:
             "ratio": r,
             "detail": {"jobs": job_rate, "noop": noop_rate},
             "target": ">= 50% of the no-op rate",
-            "met": bool(r and r >= 0.5),
+            **verdict(bool(r and r >= 0.5), invalid),
         }
 
     def figure_7(self, calls_per_session: float | None) -> dict[str, Any]:
@@ -659,12 +753,14 @@ class Bench:
                         "loadavg_after": [round(x, 2) for x in os.getloadavg()],
                         "note": "shared machine: other processes add noise (see loadavg)"},
             "config": {"web": f"gunicorn sync x {self.web_workers}",
+                       "throttle_rates": self.settings.REST_FRAMEWORK["DEFAULT_THROTTLE_RATES"],
                        "worker": f"celery {self.settings.CELERY_WORKER_POOL} x {self.worker_concurrency}",
                        "db_pool_max_per_process":
                            self.settings.DATABASES["default"]["OPTIONS"]["pool"]["max_size"]},
             "figures": ordered,
             "targets_met": met,
             "all_met": all(met.values()),
+            "invalid": {k: v["invalid"] for k, v in ordered.items() if v.get("invalid")},
             "seconds": round(time.monotonic() - started, 1),
         }  # fmt: skip
 
@@ -706,6 +802,9 @@ def main(argv: list[str] | None = None) -> None:
         except Exception as exc:
             log(f"cleanup: {exc}")
     print(json.dumps(report, indent=2))
+    if report["invalid"]:
+        log(f"INVALID figures (see 'invalid' in the JSON): {', '.join(report['invalid'])}")
+        sys.exit(2)
 
 
 if __name__ == "__main__":
