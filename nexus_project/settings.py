@@ -141,7 +141,9 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 REDIS_URL = env.str("REDIS_URL", default=f"redis://127.0.0.1:{DEV_REDIS_PORT}/0")
 CACHES = {
     "default": {
-        "BACKEND": "django.core.cache.backends.redis.RedisCache",
+        # Django's RedisCache reusing its redis-py client (nexus_project/cache.py: building one
+        # per call cost more CPU than the round trip).
+        "BACKEND": "nexus_project.cache.RedisCache",
         "LOCATION": env.str("CACHE_URL", default=REDIS_URL),
         "KEY_PREFIX": env.str("CACHE_KEY_PREFIX", default="nexus"),
         # Health and throttling must not hang on a dead Redis: fail fast, then fail open.
@@ -151,6 +153,10 @@ CACHES = {
 
 # --- Celery (applied by nexus_project/celery.py under the CELERY_ namespace) ------------------
 CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default=REDIS_URL)
+if CELERY_BROKER_URL.startswith("redis://"):
+    # kombu's Redis transport reusing its redis-py client (nexus_project/broker.py: it built one
+    # per publish, ack and event, on the consumer thread every task goes through).
+    CELERY_BROKER_TRANSPORT = "nexus_project.broker:Transport"
 CELERY_TASK_DEFAULT_QUEUE = env.str("CELERY_TASK_DEFAULT_QUEUE", default="nexus")
 CELERY_TASK_SERIALIZER = "json"
 CELERY_RESULT_SERIALIZER = "json"
@@ -195,7 +201,11 @@ CELERY_TASK_PUBLISH_RETRY_POLICY = {
     "interval_max": 0.3,
 }
 CELERY_WORKER_SEND_TASK_EVENTS = True  # Flower
-CELERY_TASK_SEND_SENT_EVENT = True
+# No "task-sent" event from the producer: it was a second Redis publish (and an event built and
+# serialized) on every POST. Flower still sees every task from the worker's events (received,
+# started, succeeded, failed, retried); only the brief "sent, not yet received" state is gone,
+# and the ledger's pending count and oldest pending age (health, /metrics) answer that better.
+CELERY_TASK_SEND_SENT_EVENT = False
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 CELERY_TIMEZONE = "UTC"
