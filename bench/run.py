@@ -193,6 +193,22 @@ def descendants(pid: int) -> list[int]:
     return found
 
 
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pids: list[int]) -> float:
+    """User + system CPU of these processes (those that still exist) and of their reaped
+    children (a gunicorn worker restarted by max_requests is counted in its master)."""
+    total = 0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += sum(int(x) for x in fields[11:15])  # utime, stime, cutime, cstime (stat 14-17)
+    return total / CLOCK_TICKS
+
+
 def peak_rss_mb(pid: int) -> dict[str, float]:
     """Peak RSS (VmHWM) of a process tree: the largest process and the sum."""
     peaks = []
@@ -365,14 +381,35 @@ class Bench:
             client.delete(key)
 
     # figure 1 --------------------------------------------------------------------------------
+    def server_cpu(self) -> tuple[float, float]:
+        """CPU seconds used so far by gunicorn (master and workers) and by the PostgreSQL
+        backends serving the bench database: what a request costs the machine, whatever other
+        work shares it (unlike a rate, this barely moves with the machine's load)."""
+        from django.db import connection
+
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT pid FROM pg_stat_activity"
+                " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            )
+            backends = [row[0] for row in cursor.fetchall()]
+        return cpu_seconds(descendants(self.procs.procs["web"].pid)), cpu_seconds(backends)
+
     def wrk_run(self, path: str, seconds: float) -> dict[str, Any]:
+        web0, db0 = self.server_cpu()
         out = subprocess.run(
             [self.wrk, "-t1", "-c32", f"-d{max(1, round(seconds))}s", "-s", str(BENCH / "post.lua"),
              f"{self.web}{path}", "--", f"{RUN_ID}-{random.randint(0, 10**9)}"],
             capture_output=True, text=True, check=True,
         )  # fmt: skip
         line = next(x for x in out.stdout.splitlines() if x.startswith("WRKJSON "))
-        return json.loads(line[len("WRKJSON ") :])
+        run: dict[str, Any] = json.loads(line[len("WRKJSON ") :])
+        web1, db1 = self.server_cpu()
+        if run["requests"]:
+            run["web_cpu_ms_per_request"] = round((web1 - web0) / run["requests"] * 1000, 3)
+            # A backend that exits mid-run (its gunicorn worker restarted) takes its CPU along.
+            run["db_cpu_ms_per_request"] = round(max(0.0, db1 - db0) / run["requests"] * 1000, 3)
+        return run
 
     def paced(self, path: str, rate: float, seconds: float, prefix: str) -> tuple[dict[str, Any], Any]:
         """Open-loop POSTs at ``rate``/s for ``seconds`` (new session each); (summary, raw)."""
