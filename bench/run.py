@@ -24,6 +24,7 @@ import time
 import urllib.request
 import uuid
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -209,10 +210,10 @@ def cpu_seconds(pids: list[int]) -> float:
     return total / CLOCK_TICKS
 
 
-def peak_rss_mb(pid: int) -> dict[str, float]:
-    """Peak RSS (VmHWM) of a process tree: the largest process and the sum."""
+def peak_rss_mb(roots: list[int]) -> dict[str, float]:
+    """Peak RSS (VmHWM) of process trees: the largest process and the sum."""
     peaks = []
-    for p in descendants(pid):
+    for p in [p for root in roots for p in descendants(root)]:
         try:
             status = Path(f"/proc/{p}/status").read_text()
         except OSError:
@@ -312,6 +313,7 @@ class Bench:
         self.web = f"http://127.0.0.1:{self.web_port}"
         self.wrk = ensure_wrk()
         self.worker_concurrency = 0
+        self.worker_processes = args.worker_processes
         self.web_workers = 0
 
     # setup -----------------------------------------------------------------------------------
@@ -357,15 +359,37 @@ class Bench:
             lambda: urllib.request.urlopen(f"{self.web}/healthz", timeout=2).status == 200, 30, "gunicorn"
         )
 
+    @property
+    def worker_names(self) -> list[str]:
+        return [f"worker{i}" for i in range(self.worker_processes)]
+
     def start_worker(self) -> None:
-        cmd = [
-            str(BIN / "celery"), "-A", "nexus_project", "worker",
-            "--pool", self.settings.CELERY_WORKER_POOL,
-            "--concurrency", str(self.worker_concurrency),
-            "--loglevel", "INFO", "-n", f"bench-{RUN_ID}@%h",
-        ]  # fmt: skip
-        self.procs.start("worker", cmd)
-        wait_until(lambda: " ready." in self.procs.log_since_start("worker"), 60, "celery worker", 0.05)
+        """The production worker: ``worker_processes`` Celery processes (one per core, as the
+        README's sizing says), each the Procfile's command with the settings' pool and threads."""
+        for name in self.worker_names:
+            cmd = [
+                str(BIN / "celery"), "-A", "nexus_project", "worker",
+                "--pool", self.settings.CELERY_WORKER_POOL,
+                "--concurrency", str(self.worker_concurrency),
+                "--loglevel", "INFO", "-n", f"bench-{RUN_ID}-{name}@%h",
+            ]  # fmt: skip
+            self.procs.start(name, cmd)
+        for name in self.worker_names:
+            wait_until(partial(self.worker_ready, name), 60, "celery worker", 0.05)
+
+    def worker_ready(self, name: str) -> bool:
+        return " ready." in self.procs.log_since_start(name)
+
+    def stop_worker(self) -> None:
+        for name in self.worker_names:
+            self.procs.stop(name)
+
+    def worker_running(self) -> bool:
+        return all(name in self.procs.procs for name in self.worker_names)
+
+    @property
+    def total_concurrency(self) -> int:
+        return self.worker_processes * self.worker_concurrency
 
     def reset_state(self) -> None:
         """Empty the bench database tables and this run's queue."""
@@ -534,16 +558,16 @@ class Bench:
 
     def figure_2(self) -> dict[str, Any]:
         latency = 1.0
-        self.procs.stop("worker")
+        self.stop_worker()
         self.reset_state()
         self.fake("reset", {})
         self.fake("latency", {"latency": latency})
-        total = int(self.worker_concurrency * 12 * self.scale)
+        total = int(self.total_concurrency * 12 * self.scale)
         self.fill_jobs(total, "f2")
         self.start_worker()
         measured = self.drain_rate(self.completed, total, timeout=120)
         stats = self.fake("stats")
-        ideal = self.worker_concurrency / latency
+        ideal = self.total_concurrency / latency
         rate = measured["rate"]
         log(f"figure 2: {measured} fake={stats}")
         return {
@@ -551,7 +575,9 @@ class Bench:
             "extractions_per_s": rate,
             "reference_ideal": ideal,
             "ratio": ratio(rate, ideal),
-            "worker": {"pool": self.settings.CELERY_WORKER_POOL, "concurrency": self.worker_concurrency,
+            "worker": {"pool": self.settings.CELERY_WORKER_POOL, "processes": self.worker_processes,
+                       "threads_per_process": self.worker_concurrency,
+                       "concurrency": self.total_concurrency,
                        "db_pool_max": self.settings.DATABASES["default"]["OPTIONS"]["pool"]["max_size"]},
             "fake_max_in_flight": stats["max_in_flight"],
             "detail": measured,
@@ -560,14 +586,15 @@ class Bench:
                       drain_problems("jobs", measured) + fake_problems(stats)),
         }  # fmt: skip
 
-    def figure_6(self, worker_pid: int, web_pid: int) -> dict[str, Any]:
-        worker = peak_rss_mb(worker_pid)
-        web = peak_rss_mb(web_pid)
+    def figure_6(self, web_pid: int) -> dict[str, Any]:
+        worker = peak_rss_mb([self.procs.procs[name].pid for name in self.worker_names])
+        web = peak_rss_mb([web_pid])
         return {
             "what": "peak RSS (VmHWM) during figures 1-2",
             "worker": worker,
             "web": web,
-            "reference": "target 400 MB for the worker process",
+            "reference": f"target 400 MB for the worker: {self.worker_processes} processes x "
+            f"{self.worker_concurrency} threads, summed",
             "target": "worker <= 400 MB at the configured concurrency",
             "met": worker["sum_mb"] <= 400,
         }
@@ -677,7 +704,7 @@ class Bench:
         self.fake("reset", {})
         self.fake("latency", {"latency": 0.0})
         # Reference: no-op tasks, same broker, same worker command and settings.
-        self.procs.stop("worker")
+        self.stop_worker()
         self.reset_state()
         cache.set(COUNTER_KEY, 0, timeout=None)
         for i in range(total):
@@ -686,7 +713,7 @@ class Bench:
         noop_rate = self.drain_rate(lambda: int(cache.get(COUNTER_KEY) or 0), total, timeout=120)
         log(f"figure 3 noop: {noop_rate}")
         # The real job: claim, Claude call (0 s), merge.
-        self.procs.stop("worker")
+        self.stop_worker()
         self.reset_state()
         self.fill_jobs(total, "f3")
         self.start_worker()
@@ -778,20 +805,20 @@ class Bench:
         # A first worker start declares this run's queue and bindings; without it the tasks
         # pre-filled before the first start were never delivered in our trials.
         self.start_worker()
-        self.procs.stop("worker")
+        self.stop_worker()
         only = {int(x) for x in self.args.only.split(",") if x} or set(range(1, 8))
         figures: dict[str, Any] = {}
         if 1 in only:
             figures["1_producer_http"] = self.figure_1()
         if only & {2, 6}:
             figures["2_pipeline_throughput_1s"] = self.figure_2()
-            figures["6_memory"] = self.figure_6(self.procs.procs["worker"].pid, web_pid)
+            figures["6_memory"] = self.figure_6(web_pid)
         if only & {5, 7}:
-            if "worker" not in self.procs.procs:
+            if not self.worker_running():
                 self.start_worker()
             figures["5_coalescing"] = self.figure_5()
         if 4 in only:
-            if "worker" not in self.procs.procs:
+            if not self.worker_running():
                 self.start_worker()
             figures["4_end_to_end_latency"] = self.figure_4()
         if 3 in only:
@@ -808,7 +835,8 @@ class Bench:
                         "note": "shared machine: other processes add noise (see loadavg)"},
             "config": {"web": f"gunicorn sync x {self.web_workers}",
                        "throttle_rates": self.settings.REST_FRAMEWORK["DEFAULT_THROTTLE_RATES"],
-                       "worker": f"celery {self.settings.CELERY_WORKER_POOL} x {self.worker_concurrency}",
+                       "worker": f"{self.worker_processes} x celery {self.settings.CELERY_WORKER_POOL} "
+                                 f"x {self.worker_concurrency} threads",
                        "db_pool_max_per_process":
                            self.settings.DATABASES["default"]["OPTIONS"]["pool"]["max_size"]},
             "figures": ordered,
@@ -836,7 +864,13 @@ def main(argv: list[str] | None = None) -> None:
         or "redis://127.0.0.1:6379/11",
     )
     parser.add_argument("--web-concurrency", type=int, default=None, help="gunicorn workers")
-    parser.add_argument("--worker-concurrency", type=int, default=None)
+    parser.add_argument("--worker-concurrency", type=int, default=None, help="threads per worker process")
+    parser.add_argument(
+        "--worker-processes",
+        type=int,
+        default=int(os.environ.get("WORKER_PROCESSES") or os.cpu_count() or 1),
+        help="worker processes (production sizing: one per core)",
+    )
     parser.add_argument("--scale", type=float, default=1.0, help="shrink durations and counts (e.g. 0.3)")
     parser.add_argument("--only", default="", help="debug: comma list of figure numbers")
     args = parser.parse_args(argv)  # fmt: skip

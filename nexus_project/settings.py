@@ -170,11 +170,14 @@ CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 # One message per pool slot: a long Claude call must not sit on messages others could run.
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
-# Threads, sized for Claude latency: a job is ~1 s of waiting on the network and ~5 ms of CPU,
-# so ~128 threads keep ~120 calls in flight per worker process (≈ 120 extractions/s at 1 s).
-# Threads share the process's small DB pool (they release it across the Claude call).
+# Threads, sized for Claude latency: a job is ~1 s of waiting on the network and a few ms of
+# CPU under the process's GIL. 64 threads per process, one process per core (compose scales
+# the worker to 2): make bench measured 1 x 128 threads at ~80 extractions/s with Claude at
+# 1 s (the 128 merges and the consumer's refill queue on one GIL between waves of calls) and
+# 2 x 64 at ~114/s (ideal 128). Threads share the process's small DB pool (they release it
+# across the Claude call).
 CELERY_WORKER_POOL = env.str("WORKER_POOL", default="threads")
-CELERY_WORKER_CONCURRENCY = env.int("WORKER_CONCURRENCY", default=128 if PRODUCTION else 16)
+CELERY_WORKER_CONCURRENCY = env.int("WORKER_CONCURRENCY", default=64 if PRODUCTION else 16)
 # Hard/soft limits bind prefork and gevent pools only; under threads the SDK timeout (30 s)
 # and the lease (120 s) are the real bounds. Both sit above the SDK timeout so a slow but
 # healthy call is never cut.
