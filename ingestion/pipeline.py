@@ -133,12 +133,22 @@ def _claim_sql() -> str:
     """  # noqa: S608 - the model's table name
 
 
+_FENCED_FIELDS = (
+    "session_id", "fingerprint", "revision", "attempts", "claims", "status", "prospect",
+    "created_at", "revised_at",
+    "updated_at",  # auto_now: save() of the loaded fields must include it
+)  # fmt: skip
+
+
 def _fenced(claim: Claim) -> Job | None:
     """The job row, locked, if this run still owns it."""
+    # Only what the outcome reads (it writes with update_fields, or save() of loaded fields);
+    # no ORDER BY: one row by primary key.
     job = (
         Job.objects.select_for_update()
-        .defer("messages", "metadata")
+        .only(*_FENCED_FIELDS)
         .filter(id=claim.job_id, claim_token=claim.token)
+        .order_by()
         .first()
     )
     if job is None:
