@@ -9,7 +9,7 @@ import asyncio
 import json
 import random
 import time
-from collections.abc import Callable
+import zlib
 from dataclasses import dataclass, field
 
 WORDS = [
@@ -42,20 +42,38 @@ def producer_body(session: str, messages: list[dict[str, str]]) -> bytes:
     ).encode()
 
 
+def visitor_ip(key: str) -> str:
+    """A stable address per session: every visitor comes through the one proxy with its own
+    X-Forwarded-For (the bench runs with NUM_PROXIES=1), as in production."""
+    n = zlib.crc32(key.encode())
+    return f"10.{(n >> 16) & 255}.{(n >> 8) & 255}.{1 + n % 254}"
+
+
 @dataclass
 class Result:
     latencies_ms: list[float] = field(default_factory=list)
     statuses: dict[int, int] = field(default_factory=dict)
     sent_at: dict[str, float] = field(default_factory=dict)  # key -> wall-clock send time
     errors: int = 0
+    # How late the client itself sent each request against its schedule: if this grows, the
+    # client (not the server) is the bottleneck and the latencies measure the client.
+    send_lag_ms: list[float] = field(default_factory=list)
+    client_cpu_s: float = 0.0
+    wall_s: float = 0.0
+
+    def count(self, status: int) -> None:
+        self.statuses[status] = self.statuses.get(status, 0) + 1
+
+    def non_2xx(self) -> int:
+        return sum(n for status, n in self.statuses.items() if not 200 <= status < 300)
 
 
-async def _post(host: str, port: int, path: str, body: bytes) -> int:
+async def _post(host: str, port: int, path: str, body: bytes, xff: str) -> int:
     reader, writer = await asyncio.open_connection(host, port)
     try:
         head = (
             f"POST {path} HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\n"
-            f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n"
+            f"X-Forwarded-For: {xff}\r\nContent-Length: {len(body)}\r\nConnection: close\r\n\r\n"
         ).encode()
         writer.write(head + body)
         await writer.drain()
@@ -66,57 +84,62 @@ async def _post(host: str, port: int, path: str, body: bytes) -> int:
         writer.close()
 
 
-async def paced(
-    host: str,
-    port: int,
-    path: str,
-    rate: float,
-    duration: float,
-    make_body: Callable[[int], tuple[str, bytes]],
-) -> Result:
-    """POST at ``rate`` per second for ``duration`` seconds; ``make_body(i)`` -> (key, body)."""
-    result = Result()
-    total = int(rate * duration)
-    start = time.perf_counter() + 0.05
-    tasks = []
+async def paced(host: str, port: int, path: str, rate: float, requests: list[tuple[str, bytes]]) -> Result:
+    """POST ``requests`` ((key, body) pairs, built beforehand) at ``rate`` per second.
 
-    async def one(i: int) -> None:
-        key, body = make_body(i)
-        due = start + i / rate
-        await asyncio.sleep(max(0.0, due - time.perf_counter()))
+    One sender walks the schedule and starts each request at its due time; latency counts
+    from that due time. Bodies are built before the clock starts: building them inside the
+    schedule (as a first version did) made the first requests late by the build time, and
+    that client-side delay showed up as the server's p99."""
+    result = Result()
+    cpu0, wall0 = time.process_time(), time.perf_counter()
+    start = time.perf_counter() + 0.05
+
+    async def one(key: str, body: bytes, due: float) -> None:
         result.sent_at[key] = time.time()
         try:
-            status = await asyncio.wait_for(_post(host, port, path, body), 30)
+            status = await asyncio.wait_for(_post(host, port, path, body, visitor_ip(key)), 30)
         except (OSError, TimeoutError, ValueError, IndexError):
             result.errors += 1
             return
         result.latencies_ms.append((time.perf_counter() - due) * 1000)
-        result.statuses[status] = result.statuses.get(status, 0) + 1
+        result.count(status)
 
-    for i in range(total):
-        tasks.append(asyncio.ensure_future(one(i)))
+    tasks = []
+    for i, (key, body) in enumerate(requests):
+        due = start + i / rate
+        delay = due - time.perf_counter()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        result.send_lag_ms.append(max(0.0, time.perf_counter() - due) * 1000)
+        tasks.append(asyncio.ensure_future(one(key, body, due)))
     await asyncio.gather(*tasks)
+    result.client_cpu_s = time.process_time() - cpu0
+    result.wall_s = time.perf_counter() - wall0
     return result
 
 
-async def bursts(host: str, port: int, path: str, sessions: list[list[bytes]], concurrency: int) -> Result:
+async def bursts(
+    host: str, port: int, path: str, sessions: list[tuple[str, list[bytes]]], concurrency: int
+) -> Result:
     """Each session sends its bodies one after another; ``concurrency`` sessions at a time."""
     result = Result()
-    queue: asyncio.Queue[list[bytes]] = asyncio.Queue()
-    for bodies in sessions:
-        queue.put_nowait(bodies)
+    queue: asyncio.Queue[tuple[str, list[bytes]]] = asyncio.Queue()
+    for item in sessions:
+        queue.put_nowait(item)
 
     async def worker() -> None:
         while not queue.empty():
-            for body in queue.get_nowait():
+            key, bodies = queue.get_nowait()
+            for body in bodies:
                 t0 = time.perf_counter()
                 try:
-                    status = await asyncio.wait_for(_post(host, port, path, body), 30)
+                    status = await asyncio.wait_for(_post(host, port, path, body, visitor_ip(key)), 30)
                 except (OSError, TimeoutError, ValueError, IndexError):
                     result.errors += 1
                     continue
                 result.latencies_ms.append((time.perf_counter() - t0) * 1000)
-                result.statuses[status] = result.statuses.get(status, 0) + 1
+                result.count(status)
 
     await asyncio.gather(*(worker() for _ in range(concurrency)))
     return result

@@ -13,6 +13,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import random
 import uuid
@@ -23,11 +24,10 @@ from typing import Any
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 from django.db import close_old_connections, connection, transaction
-from django.db.models import F, Q
 from django.utils import timezone
 
 from prospects.models import Extraction, ExtractionOutcome
-from prospects.services import prospect_get_or_create_locked, prospect_key, prospect_refold
+from prospects.services import prospect_key, prospect_lock, prospect_refold
 
 from . import breaker, budget
 from .extraction import get_extractor
@@ -101,40 +101,69 @@ def job_claim(*, job_id: uuid.UUID) -> Claim | None:
     now = timezone.now()
     token = uuid.uuid4()
     lease = timedelta(seconds=settings.NEXUS["LEASE_SECONDS"])
-    claimable = (
-        Q(status=JobStatus.PENDING)
-        & (Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now + _EARLY_DELIVERY_SLACK))
-    ) | Q(status=JobStatus.PROCESSING, lease_until__lt=now)
-    updated = Job.objects.filter(Q(id=job_id) & claimable & Q(purged_at__isnull=True)).update(
-        status=JobStatus.PROCESSING,
-        claim_token=token,
-        lease_until=now + lease,
-        claims=F("claims") + 1,
-        dispatched_at=None,
-        started_at=now,
-        updated_at=now,
-    )
-    if not updated:
+    # The conditional UPDATE of the claim, returning what the run needs: one round trip
+    # instead of an UPDATE and a SELECT (Django's update() cannot return rows).
+    uuid_db, time_db = _db_value("id"), _db_value("lease_until")  # as the ORM would send them
+    params = [
+        JobStatus.PROCESSING, uuid_db(token), time_db(now + lease), time_db(now), time_db(now),
+        uuid_db(job_id), JobStatus.PENDING, time_db(now + _EARLY_DELIVERY_SLACK),
+        JobStatus.PROCESSING, time_db(now),
+    ]  # fmt: skip
+    with connection.cursor() as cursor:
+        cursor.execute(_claim_sql(), params)
+        row = cursor.fetchone()
+    if row is None:
         logger.info("job not claimable (done, running elsewhere, or gone)", extra={"job_id": str(job_id)})
         return None
-    job = Job.objects.only("revision", "claims", "trigger", "messages", "session_id").get(id=job_id)
-    bind_job(session_id=job.session_id)
-    if job.claims > settings.NEXUS["MAX_CLAIMS"]:
-        _fail_poison(job_id, token, job.claims)
+    revision, claims, trigger, messages, session_id = row
+    messages = Job._meta.get_field("messages").from_db_value(messages, None, connection)  # type: ignore[attr-defined,arg-type]
+    bind_job(session_id=session_id)
+    if claims > settings.NEXUS["MAX_CLAIMS"]:
+        _fail_poison(job_id, token, claims)
         return None
     logger.info(
         "job claimed",
-        extra={"job_id": str(job_id), "session_id": job.session_id, "revision": job.revision},
+        extra={"job_id": str(job_id), "session_id": session_id, "revision": revision},
     )
-    return Claim(job_id, token, job.revision, job.trigger, job.messages)
+    return Claim(job_id, token, revision, trigger, messages)
+
+
+def _db_value(field_name: str) -> Any:
+    field = Job._meta.get_field(field_name)
+    return lambda value: field.get_db_prep_value(value, connection)  # type: ignore[union-attr]
+
+
+@functools.cache
+def _claim_sql() -> str:
+    """Claimable: pending and due (a countdown may arrive a moment early), or processing with
+    an expired lease (its worker died); never a purged job."""
+    return f"""
+        UPDATE {Job._meta.db_table}
+        SET status = %s, claim_token = %s, lease_until = %s, claims = claims + 1,
+            dispatched_at = NULL, started_at = %s, updated_at = %s
+        WHERE id = %s AND purged_at IS NULL AND (
+            (status = %s AND (next_attempt_at IS NULL OR next_attempt_at <= %s))
+            OR (status = %s AND lease_until < %s))
+        RETURNING revision, claims, trigger, messages, session_id
+    """  # noqa: S608 - the model's table name
+
+
+_FENCED_FIELDS = (
+    "session_id", "fingerprint", "revision", "attempts", "claims", "status", "prospect",
+    "created_at", "revised_at",
+    "updated_at",  # auto_now: save() of the loaded fields must include it
+)  # fmt: skip
 
 
 def _fenced(claim: Claim) -> Job | None:
     """The job row, locked, if this run still owns it."""
+    # Only what the outcome reads (it writes with update_fields, or save() of loaded fields);
+    # no ORDER BY: one row by primary key.
     job = (
         Job.objects.select_for_update()
-        .defer("messages", "metadata")
+        .only(*_FENCED_FIELDS)
         .filter(id=claim.job_id, claim_token=claim.token)
+        .order_by()
         .first()
     )
     if job is None:
@@ -156,14 +185,14 @@ def job_record_success(*, claim: Claim, result: ExtractionResult) -> str:
         job = _fenced(claim)
         if job is None:
             return "fenced"
-        prospect = prospect_get_or_create_locked(
+        prospect_id = prospect_lock(
             key=prospect_key(fingerprint=job.fingerprint, session_id=job.session_id),
             fingerprint=job.fingerprint,
             seen_at=job.created_at,
         )
         job.extracted = result.data
         job.processed_revision = claim.revision
-        job.prospect = prospect
+        job.prospect_id = prospect_id
         job.last_error = ""
         job.error_category = ""
         job.next_attempt_at = None
@@ -178,8 +207,8 @@ def job_record_success(*, claim: Claim, result: ExtractionResult) -> str:
         else:
             job.status = JobStatus.COMPLETED
             job.processed_at = now
-        job.save()
-        merged = prospect_refold(prospect=prospect)
+        job.save(update_fields=[*_SUCCESS_FIELDS, *(_REQUEUE_FIELDS if newer else ["processed_at"])])
+        merged = prospect_refold(prospect_id=prospect_id)
         _record_extraction(claim, job, result=result, merged=merged, now=now)
         if newer:
             _publish_on_commit(job.id)
@@ -188,6 +217,14 @@ def job_record_success(*, claim: Claim, result: ExtractionResult) -> str:
         extra={"job_id": str(job.id), "revision": claim.revision, "latest_revision": job.revision},
     )
     return "requeued" if newer else "completed"
+
+
+# What a success writes on the job (the row was read with the transcript deferred).
+_SUCCESS_FIELDS = [
+    "extracted", "processed_revision", "prospect", "last_error", "error_category",
+    "next_attempt_at", "trigger", "claim_token", "lease_until", "status", "updated_at",
+]  # fmt: skip
+_REQUEUE_FIELDS = ["dispatched_at", "enqueued_at", "claims"]
 
 
 def _record_extraction(

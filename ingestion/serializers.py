@@ -14,6 +14,7 @@ from typing import Any
 from django.conf import settings
 from django.core.validators import RegexValidator
 from rest_framework import serializers
+from rest_framework.validators import ProhibitSurrogateCharactersValidator
 
 # Ids end up in cache keys, log lines and the admin: plain characters only, so they cannot
 # smuggle control characters, markup or whitespace look-alikes.
@@ -28,6 +29,21 @@ _ID_CHARSET = RegexValidator(
 _UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
 
 
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+class _SurrogateValidator(ProhibitSurrogateCharactersValidator):
+    """DRF's check with the same error, found by a regex instead of a Python loop over every
+    character (a third of the producer's validation time on a 1-2 KB transcript)."""
+
+    def __call__(self, value: Any) -> None:
+        match = _SURROGATE.search(str(value))
+        if match is not None:
+            raise serializers.ValidationError(
+                self.message.format(code_point=ord(match.group())), code=self.code
+            )
+
+
 class StrictCharField(serializers.CharField):
     """A string field that refuses numbers and booleans instead of coercing them.
 
@@ -35,6 +51,13 @@ class StrictCharField(serializers.CharField):
     the length check)."""
 
     default_error_messages = {"not_a_string": "Must be a string."}
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.validators = [
+            _SurrogateValidator() if isinstance(v, ProhibitSurrogateCharactersValidator) else v
+            for v in self.validators
+        ]
 
     def to_internal_value(self, data: Any) -> str:
         if not isinstance(data, str):

@@ -21,10 +21,10 @@ from .models import Job
 from .parsers import BoundedJSONParser
 from .serializers import AcceptedSerializer, ErrorSerializer, JobStatusSerializer, ProducerRequestSerializer
 from .services import Outcome, job_accept
-from .throttling import ClientIpThrottle, SessionThrottle
+from .throttling import BatchedThrottlesMixin, ClientIpThrottle, SessionThrottle
 
 
-class ProducerView(APIView):
+class ProducerView(BatchedThrottlesMixin, APIView):
     """The widget's endpoint: record the conversation durably and answer at once."""
 
     authentication_classes: list[Any] = []

@@ -385,7 +385,7 @@ class Supervisor:
         self.children = children(env, flower_port)
         web = f"http://{web_host}:{web_port}"
         production = env.get("DJANGO_ENV") == "production"
-        worker_threads = env.get("WORKER_CONCURRENCY") or ("128" if production else "16")  # settings' default
+        worker_threads = env.get("WORKER_CONCURRENCY") or ("64" if production else "16")  # settings' default
         summary = [
             f"web       {web}/  (health {web}/api/nexus/producer, liveness {web}/healthz)",
             f"admin     {web}/admin/  (no user yet? {sys.executable} manage.py createsuperuser)",

@@ -143,7 +143,9 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 REDIS_URL = env.str("REDIS_URL", default=f"redis://127.0.0.1:{DEV_REDIS_PORT}/0")
 CACHES = {
     "default": {
-        "BACKEND": "django.core.cache.backends.redis.RedisCache",
+        # Django's RedisCache reusing its redis-py client (nexus_project/cache.py: building one
+        # per call cost more CPU than the round trip).
+        "BACKEND": "nexus_project.cache.RedisCache",
         "LOCATION": env.str("CACHE_URL", default=REDIS_URL),
         "KEY_PREFIX": env.str("CACHE_KEY_PREFIX", default="nexus"),
         # Health and throttling must not hang on a dead Redis: fail fast, then fail open.
@@ -153,6 +155,10 @@ CACHES = {
 
 # --- Celery (applied by nexus_project/celery.py under the CELERY_ namespace) ------------------
 CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default=REDIS_URL)
+if CELERY_BROKER_URL.startswith("redis://"):
+    # kombu's Redis transport reusing its redis-py client (nexus_project/broker.py: it built one
+    # per publish, ack and event, on the consumer thread every task goes through).
+    CELERY_BROKER_TRANSPORT = "nexus_project.broker:Transport"
 CELERY_TASK_DEFAULT_QUEUE = env.str("CELERY_TASK_DEFAULT_QUEUE", default="nexus")
 CELERY_TASK_SERIALIZER = "json"
 CELERY_RESULT_SERIALIZER = "json"
@@ -166,11 +172,14 @@ CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 # One message per pool slot: a long Claude call must not sit on messages others could run.
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
-# Threads, sized for Claude latency: a job is ~1 s of waiting on the network and ~5 ms of CPU,
-# so ~128 threads keep ~120 calls in flight per worker process (≈ 120 extractions/s at 1 s).
-# Threads share the process's small DB pool (they release it across the Claude call).
+# Threads, sized for Claude latency: a job is ~1 s of waiting on the network and a few ms of
+# CPU under the process's GIL. 64 threads per process, one process per core (compose scales
+# the worker to 2): make bench measured 1 x 128 threads at ~80 extractions/s with Claude at
+# 1 s (the 128 merges and the consumer's refill queue on one GIL between waves of calls) and
+# 2 x 64 at ~114/s (ideal 128). Threads share the process's small DB pool (they release it
+# across the Claude call).
 CELERY_WORKER_POOL = env.str("WORKER_POOL", default="threads")
-CELERY_WORKER_CONCURRENCY = env.int("WORKER_CONCURRENCY", default=128 if PRODUCTION else 16)
+CELERY_WORKER_CONCURRENCY = env.int("WORKER_CONCURRENCY", default=64 if PRODUCTION else 16)
 # Hard/soft limits bind prefork and gevent pools only; under threads the SDK timeout (30 s)
 # and the lease (120 s) are the real bounds. Both sit above the SDK timeout so a slow but
 # healthy call is never cut.
@@ -209,7 +218,11 @@ CELERY_BROKER_HEARTBEAT = 30
 # pool made a worker exit instead of reconnecting (nexus_project/worker_consumer.py).
 CELERY_WORKER_CONSUMER = "nexus_project.worker_consumer:Consumer"
 CELERY_WORKER_SEND_TASK_EVENTS = True  # Flower
-CELERY_TASK_SEND_SENT_EVENT = True
+# No "task-sent" event from the producer: it was a second Redis publish (and an event built and
+# serialized) on every POST. Flower still sees every task from the worker's events (received,
+# started, succeeded, failed, retried); only the brief "sent, not yet received" state is gone,
+# and the ledger's pending count and oldest pending age (health, /metrics) answer that better.
+CELERY_TASK_SEND_SENT_EVENT = False
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 CELERY_TIMEZONE = "UTC"

@@ -12,7 +12,7 @@ from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
-from django.db import IntegrityError, transaction
+from django.utils import timezone
 
 from ingestion.extraction.schema import SCALAR_FIELDS, empty_data, momento_for
 
@@ -65,38 +65,37 @@ def fold(extractions: Iterable[dict[str, Any]]) -> tuple[dict[str, Any], Stage]:
     return data, stage
 
 
-def prospect_get_or_create_locked(*, key: str, fingerprint: str, seen_at: datetime) -> Prospect:
-    """The visitor's Prospect, locked for this transaction (created on first sight)."""
-    prospect = Prospect.objects.select_for_update().filter(key=key).first()
-    if prospect is not None:
-        return prospect
-    try:
-        with transaction.atomic():
-            return Prospect.objects.create(
-                key=key, fingerprint=fingerprint, first_seen_at=seen_at, last_seen_at=seen_at
-            )
-    except IntegrityError:  # another worker created it between our SELECT and INSERT
-        return Prospect.objects.select_for_update().get(key=key)
+def prospect_lock(*, key: str, fingerprint: str, seen_at: datetime) -> int:
+    """The id of the visitor's Prospect, created on first sight, locked for this transaction.
+
+    One statement: INSERT … ON CONFLICT (key) DO UPDATE SET key = EXCLUDED.key RETURNING id.
+    The no-op update locks an existing row as SELECT … FOR UPDATE would, and a concurrent
+    first sight waits on the unique key instead of failing, so no savepoint is needed."""
+    (prospect,) = Prospect.objects.bulk_create(
+        [Prospect(key=key, fingerprint=fingerprint, first_seen_at=seen_at, last_seen_at=seen_at)],
+        update_conflicts=True,
+        unique_fields=["key"],
+        update_fields=["key"],
+    )
+    return int(prospect.pk)
 
 
-def prospect_refold(*, prospect: Prospect) -> dict[str, Any]:
+def prospect_refold(*, prospect_id: int) -> dict[str, Any]:
     """Recompute the prospect from its sessions' latest extractions; call under its lock."""
     from ingestion.models import Job  # the ledger points at prospects; import here, not at load
 
     sessions = list(
-        Job.objects.filter(prospect=prospect)
+        Job.objects.filter(prospect_id=prospect_id)
         .order_by("revised_at", "id")
         .values("extracted", "created_at", "revised_at")
     )
     data, stage = fold(s["extracted"] for s in sessions if s["extracted"] is not None)
-    for field, value in data.items():
-        setattr(prospect, field, value)
     # The furthest stage along the fold (SPEC §10), not the furthest ever stored: the prospect
     # stays a pure function of its sessions, so a replay converges on the same stage.
-    prospect.stage = stage
+    derived: dict[str, Any] = {**data, "stage": stage, "session_count": len(sessions)}
     if sessions:
-        prospect.first_seen_at = min(s["created_at"] for s in sessions)
-        prospect.last_seen_at = max(s["revised_at"] for s in sessions)
-    prospect.session_count = len(sessions)
-    prospect.save()
+        derived["first_seen_at"] = min(s["created_at"] for s in sessions)
+        derived["last_seen_at"] = max(s["revised_at"] for s in sessions)
+    # Only what the fold decides; key, fingerprint and created_at stay as they are.
+    Prospect.objects.filter(pk=prospect_id).update(**derived, updated_at=timezone.now())
     return data

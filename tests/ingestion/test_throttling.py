@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import logging
+import time
 import uuid
 
 import pytest
+from django.core.cache import caches
+from django.core.cache.backends.redis import RedisCache as DjangoRedisCache
 from django.test import override_settings
+from django.utils.module_loading import import_string
 
 from ingestion import throttling
 from ingestion.models import Job
@@ -66,7 +70,10 @@ def assert_throttled(response) -> None:
 
 
 def test_the_cache_is_the_shared_redis(settings):
-    assert settings.CACHES["default"]["BACKEND"] == "django.core.cache.backends.redis.RedisCache"
+    # nexus_project.cache.RedisCache is Django's RedisCache reusing its client (speed only).
+    backend = import_string(settings.CACHES["default"]["BACKEND"])
+    assert issubclass(backend, DjangoRedisCache)
+    assert isinstance(caches["default"], DjangoRedisCache)
 
 
 def test_a_session_posting_too_fast_is_throttled_others_are_not(api, rates):
@@ -80,6 +87,27 @@ def test_a_session_posting_too_fast_is_throttled_others_are_not(api, rates):
     assert_throttled(throttled)
     assert other.status_code == 202
     assert Job.objects.get(session_id=f"{RUN}-busy").revision == 3  # the throttled POST changed nothing
+
+
+def test_retry_after_is_the_time_until_the_window_has_room(api, rates):
+    rates(session="1/min")
+
+    assert post(api, "wait", 0).status_code == 202
+    throttled = post(api, "wait", 1)
+
+    assert_throttled(throttled)
+    assert 55 <= int(throttled["Retry-After"]) <= 60
+
+
+def test_a_request_is_admitted_again_once_the_window_slides_past(api, rates):
+    rates(session="1/s")
+
+    first, second = post(api, "slide", 0), post(api, "slide", 1)
+    time.sleep(1.1)
+    third = post(api, "slide", 2)
+
+    assert (first.status_code, third.status_code) == (202, 202)
+    assert_throttled(second)
 
 
 def test_one_address_is_throttled_across_sessions(api, rates):
