@@ -218,11 +218,11 @@ CELERY_BROKER_HEARTBEAT = 30
 # pool made a worker exit instead of reconnecting (nexus_project/worker_consumer.py).
 CELERY_WORKER_CONSUMER = "nexus_project.worker_consumer:Consumer"
 CELERY_WORKER_SEND_TASK_EVENTS = True  # Flower
-# No "task-sent" event from the producer: it was a second Redis publish (and an event built and
-# serialized) on every POST. Flower still sees every task from the worker's events (received,
-# started, succeeded, failed, retried); only the brief "sent, not yet received" state is gone,
-# and the ledger's pending count and oldest pending age (health, /metrics) answer that better.
-CELERY_TASK_SEND_SENT_EVENT = False
+# "task-sent" events let Flower show a task from the moment it is published (issue 5 asks for
+# them). They cost the producer a second Redis publish per POST (~0.3 ms of web CPU in make
+# bench's figure 1); NEXUS_TASK_SENT_EVENTS=false trades that state in Flower for throughput,
+# and the ledger's pending count and oldest pending age (health, /metrics) still tell it.
+CELERY_TASK_SEND_SENT_EVENT = env.bool("NEXUS_TASK_SENT_EVENTS", default=True)
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 CELERY_TIMEZONE = "UTC"
