@@ -19,7 +19,7 @@ CELERY := $(VENV)/bin/celery -A nexus_project
 help:
 	@echo "make run      migrate, then web :8000, worker, beat and Flower :5555 in the foreground"
 	@echo "make test     install test tools and run the pytest suite (PYTEST_ARGS=... to select)"
-	@echo "make chaos    the fault-injection suite: kills, flushes and restarts under load (~12 min)"
+	@echo "make chaos    the fault-injection suite: kills, flushes and restarts under load (~6 min)"
 	@echo "make lint     ruff check, ruff format --check, mypy"
 	@echo "make fmt      ruff format and ruff check --fix"
 	@echo "make bench    issue 7 figures as one JSON document (real gunicorn, worker, PostgreSQL, Redis; ~6 min)"

@@ -6,6 +6,7 @@ The verdict compares the outcome with a fault-free run of the same traffic (the 
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 import urllib.request
@@ -38,8 +39,6 @@ class FakeControl:
         self.url = url
 
     def call(self, path: str, payload: Any = None) -> dict[str, Any]:
-        import json
-
         data = None if payload is None else json.dumps(payload).encode()
         request = urllib.request.Request(
             f"{self.url}/_fake/{path}", data=data, headers={"Content-Type": "application/json"}
