@@ -13,11 +13,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-
-def _int(name: str, default: int) -> int:
-    value = os.environ.get(name, "")
-    return int(value) if value.strip() else default
-
+from nexus_project.env import env_bool, env_int
 
 # gunicorn is how the site is served in production (Procfile, image): a missing DJANGO_ENV
 # means production, whose settings refuse to start without a secret, hosts and a database,
@@ -39,24 +35,24 @@ else:
 # measured fastest for it (SPEC §11). gthread with keep-alive clients pinned all connections to
 # one worker, so threads stay at 1 unless GUNICORN_THREADS says otherwise (>1 means gthread).
 worker_class = "sync"
-workers = _int("WEB_CONCURRENCY", 2 * multiprocessing.cpu_count())
-threads = _int("GUNICORN_THREADS", 1)
+workers = env_int("WEB_CONCURRENCY", 2 * multiprocessing.cpu_count())
+threads = env_int("GUNICORN_THREADS", 1)
 
 # --- Time limits -------------------------------------------------------------------------------
 # A producer request takes milliseconds; a worker silent for 30 s is stuck (a hung DB
 # connection), and killing it frees the slot. The DB pool waits at most 10 s for a connection.
-timeout = _int("GUNICORN_TIMEOUT", 30)
+timeout = env_int("GUNICORN_TIMEOUT", 30)
 # On SIGTERM (deploy, Ctrl-C) in-flight requests get this long to answer before workers die;
 # the ledger write is one short transaction, so 30 s is generous.
-graceful_timeout = _int("GUNICORN_GRACEFUL_TIMEOUT", 30)
+graceful_timeout = env_int("GUNICORN_GRACEFUL_TIMEOUT", 30)
 # Seconds an idle keep-alive connection is held. Only gthread/async workers use it: sync
 # workers close after each response, which is what keeps them from being pinned by one client.
-keepalive = _int("GUNICORN_KEEPALIVE", 5)
+keepalive = env_int("GUNICORN_KEEPALIVE", 5)
 
 # Restart each worker after this many requests to bound slow leaks; the jitter keeps workers
 # from all restarting in the same second.
-max_requests = _int("GUNICORN_MAX_REQUESTS", 10000)
-max_requests_jitter = _int("GUNICORN_MAX_REQUESTS_JITTER", 1000)
+max_requests = env_int("GUNICORN_MAX_REQUESTS", 10000)
+max_requests_jitter = env_int("GUNICORN_MAX_REQUESTS_JITTER", 1000)
 
 # The worker heartbeat file is fchmod-ed every second: on a container's overlay disk that can
 # stall; /dev/shm is memory-backed.
@@ -76,7 +72,7 @@ control_socket_disable = True
 errorlog = "-"
 loglevel = os.environ.get("GUNICORN_LOGLEVEL", "info")
 accesslog: str | None = None
-if os.environ.get("GUNICORN_ACCESS_LOG", "").lower() in {"1", "true", "yes"}:
+if env_bool("GUNICORN_ACCESS_LOG", False):
     accesslog = "-"
     access_log_format = (
         '{"ts": "%(t)s", "logger": "gunicorn.access", "remote": "%(h)s", "method": "%(m)s", '
@@ -116,8 +112,8 @@ def on_starting(server: Any) -> None:
 
 def post_worker_init(worker: Any) -> None:
     # A cold worker served its first POST in 80-250 ms (imports, connections); see warmup.py.
-    if os.environ.get("GUNICORN_WARM_UP", "1").lower() not in {"0", "false", "no"}:
-        from ingestion.warmup import warm_up
+    if env_bool("GUNICORN_WARM_UP", True):
+        from ingestion.api.warmup import warm_up
 
         warm_up(worker.wsgi)
 

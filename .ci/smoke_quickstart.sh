@@ -143,7 +143,7 @@ say "job completed $(awk -v a="$post_started" -v b="$(date +%s.%N)" 'BEGIN{print
 # django EXPR: evaluate EXPR with the app's own settings (the checkout's development ones).
 django() {
     env -i PATH="$PATH" HOME="$HOME" LANG=C.UTF-8 "$PY" manage.py shell -v 0 -c \
-        "from prospects.models import Prospect, Extraction; print($1)" 2>/dev/null
+        "from prospects.models import Prospect; from ingestion.models import Extraction; print($1)" 2>/dev/null
 }
 prospect_field() { django "Prospect.objects.get(fingerprint='test-fingerprint-456').$1"; }
 extractions() { django "Extraction.objects.filter(job_id='$queue_id').count()"; }
@@ -174,7 +174,7 @@ stop_run
 
 if [[ "${SMOKE_CLAUDE:-1}" != 0 ]]; then
     listening "$FAKE_PORT" && fail "port $FAKE_PORT (the fake Messages API) is already in use"
-    "$PY" -m ingestion.extraction.fake_server --port "$FAKE_PORT" --latency 0.2 >"$WORK/fake.log" 2>&1 &
+    "$PY" -m tests.fakes.claude_api --port "$FAKE_PORT" --latency 0.2 >"$WORK/fake.log" 2>&1 &
     FAKE_PID=$!
     for _ in $(seq 1 50); do listening "$FAKE_PORT" && break; sleep 0.2; done
     listening "$FAKE_PORT" || fail "the fake Messages API did not start: $(cat "$WORK/fake.log")"

@@ -339,9 +339,7 @@ class Bench:
         self.settings = settings
 
     def start_fake(self) -> None:
-        self.procs.start(
-            "fake", [PY, "-m", "ingestion.extraction.fake_server", "--port", str(self.fake_port)]
-        )
+        self.procs.start("fake", [PY, "-m", "tests.fakes.claude_api", "--port", str(self.fake_port)])
         wait_until(lambda: http_json(f"{self.fake_url}/_fake/stats") is not None, 15, "fake Claude")
 
     def fake(self, path: str, payload: Any = None) -> Any:
@@ -603,8 +601,7 @@ class Bench:
         from django.db.models import Count
 
         from bench import loadgen
-        from ingestion.models import Job
-        from prospects.models import Extraction
+        from ingestion.models import Extraction, Job
 
         sessions_n, posts = int(500 * min(1.0, self.scale)), 8
         self.reset_state()
@@ -737,9 +734,9 @@ class Bench:
 
         from bench import loadgen
         from ingestion.extraction.claude import ClaudeExtractor
-        from ingestion.extraction.fake_server import _blocks, cache_minimum, tokens
         from ingestion.extraction.prompt import SYSTEM_PROMPT
-        from prospects.models import Extraction
+        from ingestion.models import Extraction
+        from tests.fakes.claude_api import cache_minimum, prompt_tokens, tokens
 
         settings = self.settings
         model = settings.ANTHROPIC_MODEL
@@ -752,10 +749,7 @@ class Bench:
         # The 8 growing transcripts of figure 5, priced call by call.
         extractor = ClaudeExtractor(api_key="x", model=model, base_url="http://127.0.0.1:9")
         convo = loadgen.conversation(random.Random(5), turns=16)
-        per_post_in = [
-            tokens(sum(len(t) for t, _ in _blocks(extractor.request_params(convo[: 2 * k + 1], 512))))
-            for k in range(8)
-        ]
+        per_post_in = [prompt_tokens(extractor.request_params(convo[: 2 * k + 1], 512)) for k in range(8)]
         out_tokens = avg["output"] or 60
 
         def cost(prices: dict[str, float], calls: list[int], cached: bool) -> float:

@@ -1,4 +1,5 @@
-"""The job ledger in the admin: the dead-letter queue and the re-queue buttons.
+"""The job ledger in the admin: the dead-letter queue and the re-queue buttons; every
+extractor call, read-only; and a prospect's sessions and extractions on its page.
 
 Rows are written by the pipeline only; the admin reads them and acts through
 ``services.job_requeue`` (the same path as ``manage.py reprocess``).
@@ -17,7 +18,10 @@ from django.http import HttpRequest
 from django.utils import timezone
 from django.utils.html import format_html
 
-from .models import Job
+from prospects.admin import ProspectAdmin
+from prospects.models import Prospect
+
+from .models import Extraction, Job
 from .services import job_requeue
 
 
@@ -135,3 +139,80 @@ class JobAdmin(admin.ModelAdmin):
 
 def _pre(value: Any) -> str:
     return format_html("<pre>{}</pre>", json.dumps(value, ensure_ascii=False, indent=2))
+
+
+class ReadOnlyInline(admin.TabularInline):
+    extra = 0
+    can_delete = False
+    show_change_link = True
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+class ExtractionInline(ReadOnlyInline):
+    model = Extraction
+    fields = [
+        "created_at", "revision", "outcome", "error_category", "extractor", "prompt_version",
+        "input_tokens", "output_tokens", "cost_usd", "latency_ms", "trigger",
+    ]  # fmt: skip
+    readonly_fields = fields  # type: ignore[assignment]  # one list, both roles
+    ordering = ["-created_at"]
+
+
+class JobInline(ReadOnlyInline):
+    """The visitor's sessions, without their transcripts (those stay on the job's own page)."""
+
+    model = Job
+    fk_name = "prospect"
+    fields = [
+        "session_id", "status", "revision", "processed_revision", "attempts", "claims",
+        "error_category", "revised_at", "processed_at",
+    ]  # fmt: skip
+    readonly_fields = fields  # type: ignore[assignment]  # one list, both roles
+    ordering = ["-revised_at"]
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Job]:
+        return super().get_queryset(request).defer("messages", "metadata", "extracted")
+
+
+# The prospect desk (prospects/admin.py) with the pipeline's view of each prospect: its
+# sessions and every extraction. Registered again here because prospects imports nothing
+# from ingestion (the way Django's own UserAdmin is extended).
+admin.site.unregister(Prospect)
+
+
+@admin.register(Prospect)
+class ProspectWithSessionsAdmin(ProspectAdmin):
+    inlines = [JobInline, ExtractionInline]
+
+
+@admin.register(Extraction)
+class ExtractionAdmin(admin.ModelAdmin):
+    """Every extractor call, read-only: what it cost and how long it took."""
+
+    list_display = [
+        "created_at", "job", "revision", "outcome", "error_category", "extractor", "model",
+        "prompt_version", "input_tokens", "output_tokens", "cache_read_tokens", "cost_usd",
+        "latency_ms", "pipeline_latency_ms", "trigger",
+    ]  # fmt: skip
+    list_filter = ["outcome", "extractor", "prompt_version", "error_category", "created_at"]
+    search_fields = ["job__session_id", "job__id", "prospect__fingerprint"]
+    list_select_related = ["job"]
+    date_hierarchy = "created_at"
+    list_per_page = 100
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Extraction]:
+        return super().get_queryset(request).defer("job__messages", "job__metadata", "job__extracted")
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False

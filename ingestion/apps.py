@@ -7,7 +7,8 @@ class IngestionConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        from . import checks, heartbeat  # noqa: F401 - registers checks, connects worker signals
-        from .schedules import sync_schedules
+        from .ops import checks  # noqa: F401 - registers the system checks
+        from .ops.schedules import sync_schedules
+        from .worker import heartbeat  # noqa: F401 - connects the worker signals
 
         post_migrate.connect(sync_schedules, sender=self, dispatch_uid="nexus-schedules")

@@ -1,4 +1,5 @@
-"""The job ledger: one row per chat session, the durable half of the queue.
+"""The job ledger (one row per chat session, the durable half of the queue) and the
+Extraction record of every extractor call.
 
 The row is the promise made to the widget when it got its 202: whatever happens to the broker
 or a worker, the sweeper finds the row and publishes it again. Its status, revision and claim
@@ -8,6 +9,8 @@ token are the task's idempotency.
 from __future__ import annotations
 
 import uuid
+from types import MappingProxyType
+from typing import Any
 
 from django.db import models
 from django.db.models import Q
@@ -18,6 +21,13 @@ class JobStatus(models.TextChoices):
     PROCESSING = "processing", "Processing"
     COMPLETED = "completed", "Completed"
     FAILED = "failed", "Failed"
+
+
+# What a new run of a job starts from (a new revision, a re-queue, a requeue for a newer
+# revision): no failed calls, no claims, no backoff, no error.
+FRESH_RUN: MappingProxyType[str, Any] = MappingProxyType(
+    {"attempts": 0, "claims": 0, "next_attempt_at": None, "last_error": "", "error_category": ""}
+)
 
 
 class Job(models.Model):
@@ -88,3 +98,58 @@ class Job(models.Model):
     @property
     def is_purged(self) -> bool:
         return self.purged_at is not None
+
+
+class ExtractionOutcome(models.TextChoices):
+    OK = "ok", "OK"
+    FAILED = "failed", "Failed"
+
+
+class Extraction(models.Model):
+    """One extractor call for one revision of one job: its usage, and on success its result
+    and the Prospect's data as it stood right after the merge.
+
+    It belongs to the pipeline, so it lives here (it moved from ``prospects``, keeping its
+    table: ``prospects`` imports nothing from ``ingestion``)."""
+
+    job = models.ForeignKey(Job, on_delete=models.CASCADE, related_name="extractions")
+    prospect = models.ForeignKey(
+        "prospects.Prospect", null=True, blank=True, on_delete=models.CASCADE, related_name="extractions"
+    )
+    revision = models.PositiveIntegerField()
+    trigger = models.CharField(max_length=48, default="auto")
+    outcome = models.CharField(max_length=8, choices=ExtractionOutcome.choices)
+    error_category = models.CharField(max_length=32, blank=True, default="")
+
+    extractor = models.CharField(max_length=16)
+    model = models.CharField(max_length=64, blank=True, default="")
+    prompt_version = models.CharField(max_length=32, blank=True, default="")
+    stop_reason = models.CharField(max_length=32, blank=True, default="")
+    input_tokens = models.PositiveIntegerField(default=0)
+    output_tokens = models.PositiveIntegerField(default=0)
+    cache_creation_tokens = models.PositiveIntegerField(default=0)
+    cache_read_tokens = models.PositiveIntegerField(default=0)
+    cost_usd = models.DecimalField(max_digits=12, decimal_places=6, default=0)
+    latency_ms = models.PositiveIntegerField(default=0, help_text="Extractor call duration.")
+    # From the revision's POST to this result being merged (the pipeline's end-to-end latency).
+    pipeline_latency_ms = models.PositiveIntegerField(null=True, blank=True)
+
+    result = models.JSONField(null=True, blank=True)
+    merged = models.JSONField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        db_table = "prospects_extraction"  # its table from when it lived in prospects
+        ordering = ["-created_at"]
+        constraints = [
+            # A redelivered task adds no row; a deliberate re-extraction has its own trigger.
+            models.UniqueConstraint(
+                fields=["job", "revision", "prompt_version", "trigger"],
+                condition=Q(outcome="ok"),
+                name="extraction_once_per_revision",
+            )
+        ]
+        indexes = [models.Index(fields=["created_at", "outcome"], name="extraction_recent")]
+
+    def __str__(self) -> str:
+        return f"{self.job_id} r{self.revision} {self.outcome}"

@@ -8,22 +8,18 @@ from __future__ import annotations
 
 import contextlib
 import math
-import time
 from datetime import timedelta
 from typing import Any
 
 from django.conf import settings
 from django.core.cache import cache
-from django.db import connection
 from django.db.models import Avg, Count, F, Max, Min, Q, Sum
 from django.utils import timezone
 from redis.exceptions import RedisError
 
-from prospects.models import Extraction, ExtractionOutcome
+from prospects.services import SessionData
 
-from .models import Job, JobStatus
-
-HEARTBEAT_KEY = "workers:heartbeat"
+from .models import Extraction, ExtractionOutcome, Job, JobStatus
 
 
 def queue_counts() -> dict[str, Any]:
@@ -99,37 +95,6 @@ def status_summary(*, hours: float = 24.0) -> dict[str, Any]:
     }
 
 
-def database_ok() -> bool:
-    try:
-        with connection.cursor() as cursor:
-            cursor.execute("SELECT 1")
-        return True
-    except Exception:  # noqa: BLE001 - any failure to reach the database means "down"
-        return False
-
-
-def workers_alive() -> dict[str, Any] | None:
-    """The freshest worker heartbeat, or None when no worker beat within the TTL."""
-    try:
-        beat = cache.get(HEARTBEAT_KEY)
-    except (RedisError, OSError):
-        return None
-    if beat is None:
-        return None
-    return {"hostname": beat["hostname"], "age_s": round(time.time() - beat["at"], 1)}
-
-
-def broker_ok() -> bool:
-    from nexus_project.celery import app
-
-    try:
-        with app.connection_for_write() as conn:
-            conn.ensure_connection(max_retries=1, timeout=1)
-        return True
-    except Exception:  # noqa: BLE001 - kombu raises transport-specific errors; all mean "down"
-        return False
-
-
 def alert_figures(
     queue: dict[str, Any] | None = None, window: dict[str, Any] | None = None
 ) -> dict[str, dict[str, Any]]:
@@ -179,7 +144,7 @@ def active_alerts(queue: dict[str, Any] | None = None) -> list[str]:
 
 
 def queue_metrics() -> dict[str, Any]:
-    """The seeds' queue metrics, from the ledger, for the staff JSON view and ``queue_stats``."""
+    """The queue's figures from the ledger, for the staff JSON view and ``queue_stats``."""
     queue = queue_counts()
     window = extraction_window()
     totals = Job.objects.aggregate(jobs=Count("id"), revisions=Sum("revision"))
@@ -199,3 +164,13 @@ def queue_metrics() -> dict[str, Any]:
         "alerts": [name for name, figure in alert_figures(queue, window).items() if figure["crossed"]],
         "generated_at": timezone.now().isoformat(),
     }
+
+
+def prospect_sessions(*, prospect_id: int) -> list[SessionData]:
+    """What the fold reads of a prospect's sessions, in order of their latest revision."""
+    rows = (
+        Job.objects.filter(prospect_id=prospect_id)
+        .order_by("revised_at", "id")
+        .values_list("extracted", "created_at", "revised_at")
+    )
+    return [SessionData(extracted, created_at, revised_at) for extracted, created_at, revised_at in rows]

@@ -6,13 +6,16 @@ import logging
 
 from celery import Task, shared_task
 
-from . import maintenance, pipeline, services
+from . import dispatch
 from .logcontext import job_context_var, request_id_var
+from .ops import alerts as ops_alerts
+from .ops import maintenance
+from .worker import pipeline
 
 logger = logging.getLogger(__name__)
 
 
-@shared_task(bind=True, name="ingestion.process_session", ignore_result=True)
+@shared_task(bind=True, name=dispatch.PROCESS_SESSION, ignore_result=True)
 def process_session(self: Task, job_id: str) -> str:
     """Extract the session's latest revision and merge it (idempotent: the row decides)."""
     token = request_id_var.set(getattr(self.request, "nexus_request_id", None) or self.request.id or "")
@@ -27,7 +30,7 @@ def process_session(self: Task, job_id: str) -> str:
 @shared_task(name="ingestion.sweep", ignore_result=True)
 def sweep() -> int:
     """Publish again whatever lost its task: a flushed broker, a killed worker, a failed publish."""
-    return services.job_sweep()
+    return dispatch.job_sweep()
 
 
 @shared_task(name="ingestion.cleanup", ignore_result=True)
@@ -39,4 +42,4 @@ def cleanup() -> int:
 @shared_task(name="ingestion.alerts", ignore_result=True)
 def alerts() -> list[str]:
     """Check the alert thresholds; log each crossing once and its recovery."""
-    return maintenance.alerts_check()
+    return ops_alerts.alerts_check()

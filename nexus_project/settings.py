@@ -18,21 +18,23 @@ from typing import Any
 import environ
 from django.core.exceptions import ImproperlyConfigured
 
-BASE_DIR = Path(__file__).resolve().parent.parent
-VAR_DIR = Path(environ.Env().str("NEXUS_VAR_DIR", default=str(BASE_DIR / "var")))
+from .env import env_bool, env_float, env_int, env_list, env_str
+from .prices import ANTHROPIC_PRICES as _DEFAULT_PRICES
 
-env = environ.Env()
-DJANGO_ENV = env.str("DJANGO_ENV", default="development")
+BASE_DIR = Path(__file__).resolve().parent.parent
+VAR_DIR = Path(env_str("NEXUS_VAR_DIR", str(BASE_DIR / "var")))
+
+DJANGO_ENV = env_str("DJANGO_ENV", "development")
 if DJANGO_ENV not in {"development", "production", "test"}:
     raise ImproperlyConfigured(f"DJANGO_ENV must be development, production or test, not {DJANGO_ENV!r}")
 PRODUCTION = DJANGO_ENV == "production"
 
 # Port of the embedded Redis-protocol server that `make run` starts under var/ in development.
-DEV_REDIS_PORT = env.int("NEXUS_DEV_REDIS_PORT", default=6390)
+DEV_REDIS_PORT = env_int("NEXUS_DEV_REDIS_PORT", 6390)
 
 
 def _required(name: str) -> str:
-    value = env.str(name, default="")
+    value = env_str(name)
     if not value:
         raise ImproperlyConfigured(f"{name} must be set when DJANGO_ENV=production")
     return value
@@ -54,11 +56,11 @@ if PRODUCTION:
     ALLOWED_HOSTS = [h.strip() for h in _required("DJANGO_ALLOWED_HOSTS").split(",") if h.strip()]
     _database_url = _required("DATABASE_URL")
 else:
-    SECRET_KEY = env.str("DJANGO_SECRET_KEY", default="") or _dev_secret_key()
-    ALLOWED_HOSTS = env.list("DJANGO_ALLOWED_HOSTS", default=["127.0.0.1", "localhost", "testserver"])
-    _database_url = env.str("DATABASE_URL", default=f"sqlite:///{VAR_DIR / 'nexus.sqlite3'}")
+    SECRET_KEY = env_str("DJANGO_SECRET_KEY") or _dev_secret_key()
+    ALLOWED_HOSTS = env_list("DJANGO_ALLOWED_HOSTS", ["127.0.0.1", "localhost", "testserver"])
+    _database_url = env_str("DATABASE_URL", f"sqlite:///{VAR_DIR / 'nexus.sqlite3'}")
 
-DEBUG = env.bool("DJANGO_DEBUG", default=not PRODUCTION and DJANGO_ENV != "test")
+DEBUG = env_bool("DJANGO_DEBUG", not PRODUCTION and DJANGO_ENV != "test")
 VERSION = "1.0.0"
 
 INSTALLED_APPS = [
@@ -78,8 +80,11 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     # Probes first: they answer whatever the Host header (see the class docstring).
-    "ingestion.middleware.ProbeMiddleware",
-    "ingestion.middleware.RequestIdMiddleware",
+    "ingestion.api.middleware.ProbeMiddleware",
+    "ingestion.api.middleware.RequestIdMiddleware",
+    # Counts producer POSTs by outcome from their responses; right inside the request id so it
+    # sees every answer, rejections from parser, throttle and limits included.
+    "ingestion.api.middleware.ProducerMetricsMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "corsheaders.middleware.CorsMiddleware",
@@ -129,10 +134,10 @@ elif _db["ENGINE"] == "django.db.backends.postgresql":
     _db["CONN_HEALTH_CHECKS"] = True
     _db["OPTIONS"] = {
         "pool": {
-            "min_size": env.int("DB_POOL_MIN", default=1),
-            "max_size": env.int("DB_POOL_MAX", default=10),
+            "min_size": env_int("DB_POOL_MIN", 1),
+            "max_size": env_int("DB_POOL_MAX", 10),
             # Waiting longer than this for a connection means the pool is undersized: fail loudly.
-            "timeout": env.float("DB_POOL_TIMEOUT", default=10.0),
+            "timeout": env_float("DB_POOL_TIMEOUT", 10.0),
         },
         "connect_timeout": 5,
     }
@@ -140,26 +145,26 @@ DATABASES = {"default": _db}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # --- Redis: broker, cache (throttling, heartbeat, circuit breaker) ----------------------------
-REDIS_URL = env.str("REDIS_URL", default=f"redis://127.0.0.1:{DEV_REDIS_PORT}/0")
-CACHES = {
+REDIS_URL = env_str("REDIS_URL", f"redis://127.0.0.1:{DEV_REDIS_PORT}/0")
+CACHES: dict[str, dict[str, Any]] = {
     "default": {
         # Django's RedisCache reusing its redis-py client (nexus_project/cache.py: building one
         # per call cost more CPU than the round trip).
         "BACKEND": "nexus_project.cache.RedisCache",
-        "LOCATION": env.str("CACHE_URL", default=REDIS_URL),
-        "KEY_PREFIX": env.str("CACHE_KEY_PREFIX", default="nexus"),
+        "LOCATION": env_str("CACHE_URL", REDIS_URL),
+        "KEY_PREFIX": env_str("CACHE_KEY_PREFIX", "nexus"),
         # Health and throttling must not hang on a dead Redis: fail fast, then fail open.
         "OPTIONS": {"socket_connect_timeout": 1, "socket_timeout": 1},
     }
 }
 
 # --- Celery (applied by nexus_project/celery.py under the CELERY_ namespace) ------------------
-CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default=REDIS_URL)
+CELERY_BROKER_URL = env_str("CELERY_BROKER_URL", REDIS_URL)
 if CELERY_BROKER_URL.startswith("redis://"):
     # kombu's Redis transport reusing its redis-py client (nexus_project/broker.py: it built one
     # per publish, ack and event, on the consumer thread every task goes through).
     CELERY_BROKER_TRANSPORT = "nexus_project.broker:Transport"
-CELERY_TASK_DEFAULT_QUEUE = env.str("CELERY_TASK_DEFAULT_QUEUE", default="nexus")
+CELERY_TASK_DEFAULT_QUEUE = env_str("CELERY_TASK_DEFAULT_QUEUE", "nexus")
 CELERY_TASK_SERIALIZER = "json"
 CELERY_RESULT_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]  # never pickle: a broker message must not be able to run code
@@ -178,8 +183,8 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 # 1 s (the 128 merges and the consumer's refill queue on one GIL between waves of calls) and
 # 2 x 64 at ~114/s (ideal 128). Threads share the process's small DB pool (they release it
 # across the Claude call).
-CELERY_WORKER_POOL = env.str("WORKER_POOL", default="threads")
-CELERY_WORKER_CONCURRENCY = env.int("WORKER_CONCURRENCY", default=64 if PRODUCTION else 16)
+CELERY_WORKER_POOL = env_str("WORKER_POOL", "threads")
+CELERY_WORKER_CONCURRENCY = env_int("WORKER_CONCURRENCY", 64 if PRODUCTION else 16)
 # Hard/soft limits bind prefork and gevent pools only; under threads the SDK timeout (30 s)
 # and the lease (120 s) are the real bounds. Both sit above the SDK timeout so a slow but
 # healthy call is never cut.
@@ -191,7 +196,7 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {
     "visibility_timeout": 3600,
     # Above the thread pool size: with acks_late every slot acks through this pool, and
     # kombu's default of 10 made acks fail with MaxConnectionsError under load.
-    "max_connections": env.int("CELERY_BROKER_MAX_CONNECTIONS", default=200),
+    "max_connections": env_int("CELERY_BROKER_MAX_CONNECTIONS", 200),
     "socket_connect_timeout": 1,
     "socket_timeout": 5,
 }
@@ -222,96 +227,82 @@ CELERY_WORKER_SEND_TASK_EVENTS = True  # Flower
 # them). They cost the producer a second Redis publish per POST (~0.3 ms of web CPU in make
 # bench's figure 1); NEXUS_TASK_SENT_EVENTS=false trades that state in Flower for throughput,
 # and the ledger's pending count and oldest pending age (health, /metrics) still tell it.
-CELERY_TASK_SEND_SENT_EVENT = env.bool("NEXUS_TASK_SENT_EVENTS", default=True)
+CELERY_TASK_SEND_SENT_EVENT = env_bool("NEXUS_TASK_SENT_EVENTS", True)
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 CELERY_TIMEZONE = "UTC"
 
 # --- Pipeline ---------------------------------------------------------------------------------
-NEXUS = {
+NEXUS: dict[str, Any] = {
     # Request limits (SPEC §3). The byte limit is checked before parsing.
-    "MAX_BODY_BYTES": env.int("NEXUS_MAX_BODY_BYTES", default=1024 * 1024),
-    "MAX_MESSAGES": env.int("NEXUS_MAX_MESSAGES", default=500),
-    "MAX_MESSAGE_CHARS": env.int("NEXUS_MAX_MESSAGE_CHARS", default=8000),
+    "MAX_BODY_BYTES": env_int("NEXUS_MAX_BODY_BYTES", 1024 * 1024),
+    "MAX_MESSAGES": env_int("NEXUS_MAX_MESSAGES", 500),
+    "MAX_MESSAGE_CHARS": env_int("NEXUS_MAX_MESSAGE_CHARS", 8000),
     # Metadata is free-form context (url, userAgent, timestamp: a few hundred bytes); the
     # bounds stop it from becoming a second, unbounded transcript or a parser stress test.
-    "MAX_METADATA_BYTES": env.int("NEXUS_MAX_METADATA_BYTES", default=16 * 1024),
-    "MAX_METADATA_DEPTH": env.int("NEXUS_MAX_METADATA_DEPTH", default=5),
+    "MAX_METADATA_BYTES": env_int("NEXUS_MAX_METADATA_BYTES", 16 * 1024),
+    "MAX_METADATA_DEPTH": env_int("NEXUS_MAX_METADATA_DEPTH", 5),
     # Spend caps (abuse of a public endpoint with guessable sessionIds). A long real chat
     # coalesces to a few dozen extractions a day; 0 switches a cap off. Jobs over a cap wait
     # for the next UTC day (pending, next_attempt_at set); nothing is dropped.
-    "MAX_EXTRACTIONS_PER_SESSION_PER_DAY": env.int("NEXUS_MAX_EXTRACTIONS_PER_SESSION_PER_DAY", default=100),
+    "MAX_EXTRACTIONS_PER_SESSION_PER_DAY": env_int("NEXUS_MAX_EXTRACTIONS_PER_SESSION_PER_DAY", 100),
     # ~2k tokens per extraction uncached: 20M tokens is ~10k extractions, ~$2-3 on Haiku 5.5
     # (~$20-25 on Haiku 4.5). Cache reads are not counted against it.
-    "DAILY_TOKEN_BUDGET": env.int("NEXUS_DAILY_TOKEN_BUDGET", default=20_000_000),
+    "DAILY_TOKEN_BUDGET": env_int("NEXUS_DAILY_TOKEN_BUDGET", 20_000_000),
     # A claimed job belongs to its worker this long; longer than the Claude timeout so a slow
     # call finishes before another worker may take the job over.
-    "LEASE_SECONDS": env.float("NEXUS_LEASE_SECONDS", default=120.0),
+    "LEASE_SECONDS": env_float("NEXUS_LEASE_SECONDS", 120.0),
     # A published task not yet claimed after this long is presumed lost and published again.
-    "DISPATCH_GRACE_SECONDS": env.float("NEXUS_DISPATCH_GRACE_SECONDS", default=60.0),
-    "SWEEP_INTERVAL_SECONDS": env.float("NEXUS_SWEEP_INTERVAL_SECONDS", default=30.0),
+    "DISPATCH_GRACE_SECONDS": env_float("NEXUS_DISPATCH_GRACE_SECONDS", 60.0),
+    "SWEEP_INTERVAL_SECONDS": env_float("NEXUS_SWEEP_INTERVAL_SECONDS", 30.0),
     # Exponential backoff with full jitter for transient failures; the cap stays far below the
     # broker visibility timeout (3600 s).
-    "BACKOFF_BASE_SECONDS": env.float("NEXUS_BACKOFF_BASE_SECONDS", default=2.0),
-    "BACKOFF_CAP_SECONDS": env.float("NEXUS_BACKOFF_CAP_SECONDS", default=300.0),
-    "MAX_ATTEMPTS": env.int("NEXUS_MAX_ATTEMPTS", default=8),
+    "BACKOFF_BASE_SECONDS": env_float("NEXUS_BACKOFF_BASE_SECONDS", 2.0),
+    "BACKOFF_CAP_SECONDS": env_float("NEXUS_BACKOFF_CAP_SECONDS", 300.0),
+    "MAX_ATTEMPTS": env_int("NEXUS_MAX_ATTEMPTS", 8),
     # A job whose workers keep dying mid-run is a poison job: fail it instead of looping.
-    "MAX_CLAIMS": env.int("NEXUS_MAX_CLAIMS", default=20),
+    "MAX_CLAIMS": env_int("NEXUS_MAX_CLAIMS", 20),
     # Circuit breaker for account-wide failures (bad key, spend limit): first and longest pause.
-    "BREAKER_BASE_SECONDS": env.float("NEXUS_BREAKER_BASE_SECONDS", default=30.0),
-    "BREAKER_CAP_SECONDS": env.float("NEXUS_BREAKER_CAP_SECONDS", default=600.0),
+    "BREAKER_BASE_SECONDS": env_float("NEXUS_BREAKER_BASE_SECONDS", 30.0),
+    "BREAKER_CAP_SECONDS": env_float("NEXUS_BREAKER_CAP_SECONDS", 600.0),
     # Cleanup: transcripts are personal data; keep them only as long as they help.
-    "COMPLETED_RETENTION_DAYS": env.int("NEXUS_COMPLETED_RETENTION_DAYS", default=7),
-    "FAILED_RETENTION_DAYS": env.int("NEXUS_FAILED_RETENTION_DAYS", default=30),
+    "COMPLETED_RETENTION_DAYS": env_int("NEXUS_COMPLETED_RETENTION_DAYS", 7),
+    "FAILED_RETENTION_DAYS": env_int("NEXUS_FAILED_RETENTION_DAYS", 30),
     # Alert thresholds (SPEC §4).
-    "ALERT_QUEUE_LENGTH": env.int("NEXUS_ALERT_QUEUE_LENGTH", default=100),
-    "ALERT_OLDEST_PENDING_SECONDS": env.float("NEXUS_ALERT_OLDEST_PENDING_SECONDS", default=300.0),
-    "ALERT_ERROR_RATE": env.float("NEXUS_ALERT_ERROR_RATE", default=0.05),
-    "ALERT_P95_LATENCY_SECONDS": env.float("NEXUS_ALERT_P95_LATENCY_SECONDS", default=5.0),
+    "ALERT_QUEUE_LENGTH": env_int("NEXUS_ALERT_QUEUE_LENGTH", 100),
+    "ALERT_OLDEST_PENDING_SECONDS": env_float("NEXUS_ALERT_OLDEST_PENDING_SECONDS", 300.0),
+    "ALERT_ERROR_RATE": env_float("NEXUS_ALERT_ERROR_RATE", 0.05),
+    "ALERT_P95_LATENCY_SECONDS": env_float("NEXUS_ALERT_P95_LATENCY_SECONDS", 5.0),
     # Workers refresh a heartbeat this often; health calls them down after the TTL.
-    "HEARTBEAT_SECONDS": env.float("NEXUS_HEARTBEAT_SECONDS", default=5.0),
-    "HEARTBEAT_TTL_SECONDS": env.float("NEXUS_HEARTBEAT_TTL_SECONDS", default=20.0),
+    "HEARTBEAT_SECONDS": env_float("NEXUS_HEARTBEAT_SECONDS", 5.0),
+    "HEARTBEAT_TTL_SECONDS": env_float("NEXUS_HEARTBEAT_TTL_SECONDS", 20.0),
 }
 
 # --- Extraction -------------------------------------------------------------------------------
-ANTHROPIC_API_KEY = env.str("ANTHROPIC_API_KEY", default="")
-ANTHROPIC_BASE_URL = env.str("ANTHROPIC_BASE_URL", default="") or None
+ANTHROPIC_API_KEY = env_str("ANTHROPIC_API_KEY")
+ANTHROPIC_BASE_URL = env_str("ANTHROPIC_BASE_URL") or None
 # The current Haiku (Claude Haiku 5.5, Oct 2026; Haiku 4.5 is a legacy model): fast and cheap,
 # built for extraction, and it caches prompts from 512 tokens (Haiku 4.5: 4,096, which the
 # system prompt never reached), so the cache mark pays.
-ANTHROPIC_MODEL = env.str("ANTHROPIC_MODEL", default="claude-haiku-5-5")
+ANTHROPIC_MODEL = env_str("ANTHROPIC_MODEL", "claude-haiku-5-5")
 # Short, so a hung call frees its thread and Celery (not the SDK) decides about retrying.
-ANTHROPIC_TIMEOUT_SECONDS = env.float("ANTHROPIC_TIMEOUT_SECONDS", default=30.0)
-ANTHROPIC_MAX_TOKENS = env.int("ANTHROPIC_MAX_TOKENS", default=512)
+ANTHROPIC_TIMEOUT_SECONDS = env_float("ANTHROPIC_TIMEOUT_SECONDS", 30.0)
+ANTHROPIC_MAX_TOKENS = env_int("ANTHROPIC_MAX_TOKENS", 512)
 # "disabled" | "adaptive" | "" (send nothing: the model's default). Haiku 5.5 thinks by default
 # (adaptive, effort medium) and bills the thinking as output tokens that also count against
 # ANTHROPIC_MAX_TOKENS; filling eight fields needs no reasoning, so it is off. Models that
 # cannot turn thinking off (Fable 5, Mythos 5) need "".
-ANTHROPIC_THINKING = env.str("ANTHROPIC_THINKING", default="disabled")
+ANTHROPIC_THINKING = env_str("ANTHROPIC_THINKING", "disabled")
 # "claude" | "offline"; empty means claude when a key is set, else offline.
-EXTRACTOR = env.str("EXTRACTOR", default="")
-# USD per million tokens (input, output, cache write 5 min, cache read), from Anthropic's public
-# price list; the cost recorded per Extraction is computed from these, per call. A model that is
-# not listed (matched by the longest prefix, so dated ids match) is recorded at cost 0 with a
-# warning. A prompt (input + cache tokens) over long_context_tokens bills every rate times
-# long_context_factor.
-ANTHROPIC_PRICES = {
-    "claude-haiku-5-5": {
-        "input": 0.10,
-        "output": 0.50,
-        "cache_write": 0.125,
-        "cache_read": 0.01,
-        "long_context_tokens": 100_000,
-        "long_context_factor": 5.0,
-    },
-    "claude-haiku-4-5": {"input": 1.0, "output": 5.0, "cache_write": 1.25, "cache_read": 0.10},
-    "claude-sonnet-4-5": {"input": 3.0, "output": 15.0, "cache_write": 3.75, "cache_read": 0.30},
-    "claude-opus-4-5": {"input": 5.0, "output": 25.0, "cache_write": 6.25, "cache_read": 0.50},
-}
+EXTRACTOR = env_str("EXTRACTOR")
+# USD per million tokens by model (nexus_project/prices.py); the cost recorded per Extraction
+# is computed from these, per call.
+ANTHROPIC_PRICES = _DEFAULT_PRICES
+
 
 # --- HTTP -------------------------------------------------------------------------------------
 # Only the widget's sites may call the API from a browser, and only under /api/ (never admin).
-CORS_ALLOWED_ORIGINS = env.list("CORS_ALLOWED_ORIGINS", default=[])
+CORS_ALLOWED_ORIGINS = env_list("CORS_ALLOWED_ORIGINS")
 CORS_URLS_REGEX = r"^/api/.*$"
 # The widget only reads health and posts; credentials are never sent (the API has no cookies).
 CORS_ALLOW_METHODS = ["GET", "POST", "OPTIONS"]
@@ -323,7 +314,7 @@ CORS_EXPOSE_HEADERS = ["x-request-id", "x-message-id", "x-queue-id", "location",
 
 def _rate(name: str, default: str) -> str | None:
     """A throttle rate like "30/min" from the environment; empty or "none" turns it off."""
-    value = env.str(name, default=default).strip()
+    value = env_str(name, default)
     return None if value.lower() in {"", "none", "off", "0"} else value
 
 
@@ -335,7 +326,7 @@ REST_FRAMEWORK = {
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
-    "EXCEPTION_HANDLER": "ingestion.errors.exception_handler",
+    "EXCEPTION_HANDLER": "ingestion.api.errors.exception_handler",
     "UNAUTHENTICATED_USER": None,
     "DEFAULT_THROTTLE_RATES": {
         "producer_ip": _rate("NEXUS_THROTTLE_IP_RATE", _THROTTLE_DEFAULTS[0]),
@@ -344,20 +335,20 @@ REST_FRAMEWORK = {
     # Proxies in front of the app that append to X-Forwarded-For (1 behind one nginx/ALB).
     # 0 trusts only the socket address: a client-sent X-Forwarded-For is then ignored, so it
     # cannot be forged to dodge the per-IP throttle. Set it to exactly the proxies you run.
-    "NUM_PROXIES": env.int("NEXUS_NUM_PROXIES", default=0),
+    "NUM_PROXIES": env_int("NEXUS_NUM_PROXIES", 0),
 }
 # OpenAPI schema and docs: open in development, staff only (admin login) in production.
-NEXUS_PUBLIC_DOCS = env.bool("NEXUS_PUBLIC_DOCS", default=not PRODUCTION)
+NEXUS_PUBLIC_DOCS = env_bool("NEXUS_PUBLIC_DOCS", not PRODUCTION)
 SPECTACULAR_SETTINGS = {
     "TITLE": "NEXUS ingestion API",
     "DESCRIPTION": "Turns website chat conversations into sales prospects.",
     "VERSION": VERSION,
     "SERVE_INCLUDE_SCHEMA": False,
-    "SERVE_PERMISSIONS": ["ingestion.openapi.DocsAccess"],
+    "SERVE_PERMISSIONS": ["ingestion.api.openapi.DocsAccess"],
     "SERVE_AUTHENTICATION": ["rest_framework.authentication.SessionAuthentication"],
     "POSTPROCESSING_HOOKS": [
         "drf_spectacular.hooks.postprocess_schema_enums",
-        "ingestion.openapi.postprocess_strict_request",
+        "ingestion.api.openapi.postprocess_strict_request",
     ],
 }
 # The producer's own byte limit (413) applies first; Django's is a backstop for other views.
@@ -368,7 +359,7 @@ TIME_ZONE = "UTC"
 USE_I18N = True
 USE_TZ = True
 STATIC_URL = "static/"
-STATIC_ROOT = Path(env.str("DJANGO_STATIC_ROOT", default=str(VAR_DIR / "static")))
+STATIC_ROOT = Path(env_str("DJANGO_STATIC_ROOT", str(VAR_DIR / "static")))
 if not PRODUCTION:
     STATIC_ROOT.mkdir(parents=True, exist_ok=True)  # whitenoise warns about a missing root
 STORAGES = {
@@ -379,26 +370,30 @@ WHITENOISE_USE_FINDERS = not PRODUCTION  # dev serves admin assets without colle
 
 # --- Security (production) --------------------------------------------------------------------
 SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
-SECURE_SSL_REDIRECT = env.bool("DJANGO_SECURE_SSL_REDIRECT", default=PRODUCTION)
+SECURE_SSL_REDIRECT = env_bool("DJANGO_SECURE_SSL_REDIRECT", PRODUCTION)
 # Probes (/healthz, /readyz, /metrics) speak plain HTTP: ProbeMiddleware answers them before
 # this redirect and the host check.
-SESSION_COOKIE_SECURE = env.bool("DJANGO_SESSION_COOKIE_SECURE", default=PRODUCTION)
-CSRF_COOKIE_SECURE = env.bool("DJANGO_CSRF_COOKIE_SECURE", default=PRODUCTION)
-SECURE_HSTS_SECONDS = env.int("DJANGO_SECURE_HSTS_SECONDS", default=31536000 if PRODUCTION else 0)
-SECURE_HSTS_INCLUDE_SUBDOMAINS = env.bool("DJANGO_SECURE_HSTS_INCLUDE_SUBDOMAINS", default=PRODUCTION)
-SECURE_HSTS_PRELOAD = env.bool("DJANGO_SECURE_HSTS_PRELOAD", default=False)
+SESSION_COOKIE_SECURE = env_bool("DJANGO_SESSION_COOKIE_SECURE", PRODUCTION)
+CSRF_COOKIE_SECURE = env_bool("DJANGO_CSRF_COOKIE_SECURE", PRODUCTION)
+SECURE_HSTS_SECONDS = env_int("DJANGO_SECURE_HSTS_SECONDS", 31536000 if PRODUCTION else 0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("DJANGO_SECURE_HSTS_INCLUDE_SUBDOMAINS", PRODUCTION)
+SECURE_HSTS_PRELOAD = env_bool("DJANGO_SECURE_HSTS_PRELOAD", False)
 # Preloading is a decision for the owner of the registrable domain (it binds every subdomain
 # and is slow to undo); this API normally runs on a subdomain, so it is off by default and
 # check --deploy is not asked to nag about it. Setting DJANGO_SECURE_HSTS_PRELOAD turns it on.
 SILENCED_SYSTEM_CHECKS = [] if SECURE_HSTS_PRELOAD else ["security.W021"]
-CSRF_TRUSTED_ORIGINS = env.list("DJANGO_CSRF_TRUSTED_ORIGINS", default=[])
+CSRF_TRUSTED_ORIGINS = env_list("DJANGO_CSRF_TRUSTED_ORIGINS")
 
 # --- Logging: JSON lines with the correlation id ----------------------------------------------
-LOG_LEVEL = env.str("LOG_LEVEL", default="INFO")
+LOG_LEVEL = env_str("LOG_LEVEL", "INFO")
 LOGGING: dict[str, Any] = {
     "version": 1,
     "disable_existing_loggers": False,
-    "filters": {"context": {"()": "ingestion.logcontext.ContextFilter"}},
+    "filters": {
+        "context": {"()": "ingestion.logcontext.ContextFilter"},
+        # Contact data never reaches a log line, whatever a message or an extra carries.
+        "redact": {"()": "ingestion.logcontext.RedactFilter"},
+    },
     "formatters": {
         "json": {
             "()": "pythonjsonlogger.json.JsonFormatter",
@@ -406,7 +401,9 @@ LOGGING: dict[str, Any] = {
             "rename_fields": {"asctime": "ts", "levelname": "level", "name": "logger"},
         }
     },
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "json", "filters": ["context"]}},
+    "handlers": {
+        "console": {"class": "logging.StreamHandler", "formatter": "json", "filters": ["context", "redact"]}
+    },
     "root": {"handlers": ["console"], "level": LOG_LEVEL},
     "loggers": {
         "django.db.backends": {"level": "INFO"},
@@ -416,14 +413,3 @@ LOGGING: dict[str, Any] = {
 
 if DJANGO_ENV == "test":
     PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
-
-# --- Operations: request metrics, log redaction ------------------------------------------------
-# Counts producer POSTs by outcome from their responses (ingestion/metrics.py); right inside the
-# request id so it sees every answer, rejections from parser, throttle and limits included.
-MIDDLEWARE.insert(
-    MIDDLEWARE.index("ingestion.middleware.RequestIdMiddleware") + 1,
-    "ingestion.metrics.ProducerMetricsMiddleware",
-)
-# Contact data never reaches a log line, whatever a message or an extra carries.
-LOGGING["filters"]["redact"] = {"()": "ingestion.logcontext.RedactFilter"}
-LOGGING["handlers"]["console"]["filters"].append("redact")

@@ -4,11 +4,10 @@ from django.contrib import admin
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
-from ingestion.ops_views import prometheus_metrics
-from ingestion.views import healthz, readyz
+from ingestion.api.probes import healthz, prometheus_metrics, readyz
 
 urlpatterns = [
-    path("api/", include("ingestion.urls")),
+    path("api/", include("ingestion.api.urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),
     path("healthz", healthz, name="healthz"),

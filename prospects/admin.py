@@ -2,6 +2,8 @@
 
 Prospects are a fold of their sessions' extractions (SPEC §10), so they are read-only here;
 a person changes them by re-queueing a job, not by editing fields the next merge would undo.
+The sessions and extractions shown on a prospect's page are the pipeline's: ``ingestion``
+registers this admin again with those inlines (this app imports nothing from it).
 """
 
 from __future__ import annotations
@@ -18,9 +20,7 @@ from django.http.response import HttpResponseBase
 from django.urls import URLPattern, path, reverse
 from django.utils import timezone
 
-from ingestion.models import Job
-
-from .models import Extraction, Prospect
+from .models import Prospect
 
 CSV_COLUMNS = [
     "id", "nombre", "email", "telefono", "ocupacion", "arquetipo", "nivel_interes",
@@ -66,44 +66,6 @@ def _csv_response(queryset: QuerySet[Prospect]) -> StreamingHttpResponse:
     return response
 
 
-class ReadOnlyInline(admin.TabularInline):
-    extra = 0
-    can_delete = False
-    show_change_link = True
-
-    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-
-class ExtractionInline(ReadOnlyInline):
-    model = Extraction
-    fields = [
-        "created_at", "revision", "outcome", "error_category", "extractor", "prompt_version",
-        "input_tokens", "output_tokens", "cost_usd", "latency_ms", "trigger",
-    ]  # fmt: skip
-    readonly_fields = fields  # type: ignore[assignment]  # one list, both roles
-    ordering = ["-created_at"]
-
-
-class JobInline(ReadOnlyInline):
-    """The visitor's sessions, without their transcripts (those stay on the job's own page)."""
-
-    model = Job
-    fk_name = "prospect"
-    fields = [
-        "session_id", "status", "revision", "processed_revision", "attempts", "claims",
-        "error_category", "revised_at", "processed_at",
-    ]  # fmt: skip
-    readonly_fields = fields  # type: ignore[assignment]  # one list, both roles
-    ordering = ["-revised_at"]
-
-    def get_queryset(self, request: HttpRequest) -> QuerySet[Job]:
-        return super().get_queryset(request).defer("messages", "metadata", "extracted")
-
-
 @admin.register(Prospect)
 class ProspectAdmin(admin.ModelAdmin):
     list_display = [
@@ -122,7 +84,6 @@ class ProspectAdmin(admin.ModelAdmin):
         "momento_optimo", "arquetipo", "objeciones", "stage", "first_seen_at", "last_seen_at",
         "session_count", "created_at", "updated_at",
     ]  # fmt: skip
-    inlines = [JobInline, ExtractionInline]
     actions = ["export_selected_csv"]
     list_per_page = 50
 
@@ -153,31 +114,3 @@ class ProspectAdmin(admin.ModelAdmin):
     @admin.action(description="Export selected prospects as CSV")
     def export_selected_csv(self, request: HttpRequest, queryset: QuerySet[Prospect]) -> HttpResponseBase:
         return _csv_response(queryset)
-
-
-@admin.register(Extraction)
-class ExtractionAdmin(admin.ModelAdmin):
-    """Every extractor call, read-only: what it cost and how long it took."""
-
-    list_display = [
-        "created_at", "job", "revision", "outcome", "error_category", "extractor", "model",
-        "prompt_version", "input_tokens", "output_tokens", "cache_read_tokens", "cost_usd",
-        "latency_ms", "pipeline_latency_ms", "trigger",
-    ]  # fmt: skip
-    list_filter = ["outcome", "extractor", "prompt_version", "error_category", "created_at"]
-    search_fields = ["job__session_id", "job__id", "prospect__fingerprint"]
-    list_select_related = ["job"]
-    date_hierarchy = "created_at"
-    list_per_page = 100
-
-    def get_queryset(self, request: HttpRequest) -> QuerySet[Extraction]:
-        return super().get_queryset(request).defer("job__messages", "job__metadata", "job__extracted")
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False

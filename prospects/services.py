@@ -8,20 +8,29 @@ redeliveries converge on the same Prospect.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from django.utils import timezone
 
-from ingestion.extraction.schema import SCALAR_FIELDS, empty_data, momento_for
-
-from .models import Prospect, Stage
-
-_STAGE_ORDER = [Stage.INICIAR, Stage.ACOGER, Stage.ACTIVAR]
+from .models import Prospect
+from .vocabulary import SCALAR_FIELDS, Momento, Stage, empty_data
 
 
-def prospect_key(*, fingerprint: str, session_id: str) -> str:
+@dataclass(frozen=True)
+class SessionData:
+    """What the fold reads of one of the visitor's sessions: its latest successful
+    extraction (None before the first), when it started and when its latest revision came."""
+
+    extracted: dict[str, Any] | None
+    created_at: datetime
+    revised_at: datetime
+
+
+def prospect_key(*, fingerprint: str, session_id: str = "") -> str:
+    """The visitor's identity: their fingerprint, or for a session without one the session."""
     return f"fp:{fingerprint}" if fingerprint else f"sid:{session_id}"
 
 
@@ -36,7 +45,7 @@ def merge_data(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
     merged["objeciones"] = list(dict.fromkeys([*old.get("objeciones", []), *new.get("objeciones", [])]))
     if new.get("nivel_interes") is not None:
         merged["nivel_interes"] = new["nivel_interes"]
-        merged["momento_optimo"] = momento_for(new["nivel_interes"])
+        merged["momento_optimo"] = Momento.for_nivel(new["nivel_interes"])
     return merged
 
 
@@ -50,10 +59,6 @@ def stage_for(data: dict[str, Any]) -> Stage:
     return Stage.INICIAR
 
 
-def further_stage(a: str, b: str) -> Stage:
-    return _STAGE_ORDER[max(_STAGE_ORDER.index(Stage(a)), _STAGE_ORDER.index(Stage(b)))]
-
-
 def fold(extractions: Iterable[dict[str, Any]]) -> tuple[dict[str, Any], Stage]:
     """Fold session results (already in POST order) into the prospect's data and the furthest
     stage reached along the way; a stage never moves back."""
@@ -61,7 +66,7 @@ def fold(extractions: Iterable[dict[str, Any]]) -> tuple[dict[str, Any], Stage]:
     stage = Stage.INICIAR
     for result in extractions:
         data = merge_data(data, result)
-        stage = further_stage(stage, stage_for(data))
+        stage = Stage.furthest(stage, stage_for(data))
     return data, stage
 
 
@@ -80,22 +85,16 @@ def prospect_lock(*, key: str, fingerprint: str, seen_at: datetime) -> int:
     return int(prospect.pk)
 
 
-def prospect_refold(*, prospect_id: int) -> dict[str, Any]:
-    """Recompute the prospect from its sessions' latest extractions; call under its lock."""
-    from ingestion.models import Job  # the ledger points at prospects; import here, not at load
-
-    sessions = list(
-        Job.objects.filter(prospect_id=prospect_id)
-        .order_by("revised_at", "id")
-        .values("extracted", "created_at", "revised_at")
-    )
-    data, stage = fold(s["extracted"] for s in sessions if s["extracted"] is not None)
+def prospect_refold(*, prospect_id: int, sessions: Sequence[SessionData]) -> dict[str, Any]:
+    """Recompute the prospect from its sessions (in order of their latest revision); call
+    under its lock. Returns the folded data."""
+    data, stage = fold(s.extracted for s in sessions if s.extracted is not None)
     # The furthest stage along the fold (SPEC §10), not the furthest ever stored: the prospect
     # stays a pure function of its sessions, so a replay converges on the same stage.
     derived: dict[str, Any] = {**data, "stage": stage, "session_count": len(sessions)}
     if sessions:
-        derived["first_seen_at"] = min(s["created_at"] for s in sessions)
-        derived["last_seen_at"] = max(s["revised_at"] for s in sessions)
+        derived["first_seen_at"] = min(s.created_at for s in sessions)
+        derived["last_seen_at"] = max(s.revised_at for s in sessions)
     # Only what the fold decides; key, fingerprint and created_at stay as they are.
     Prospect.objects.filter(pk=prospect_id).update(**derived, updated_at=timezone.now())
     return data

@@ -19,7 +19,7 @@ from django.db import connection
 from rest_framework.test import APIClient
 
 from ingestion.extraction import reset_extractor
-from ingestion.extraction.fake_server import FakeClaude
+from tests.fakes.claude_api import FakeClaude
 
 
 def _redis_reachable() -> str | None:

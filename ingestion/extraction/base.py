@@ -19,25 +19,66 @@ class FailureKind(enum.StrEnum):
     ACCOUNT = "account"  # every call will fail until a person acts (401/403, spend limit)
 
 
+class Category(enum.StrEnum):
+    """The short public label of a failure (the jobs endpoint and metrics show it), each with
+    the one kind that decides what the pipeline does about it."""
+
+    RATE_LIMITED = "rate_limited"
+    TIMEOUT = "timeout"
+    OVERLOADED = "overloaded"
+    SERVER_ERROR = "server_error"
+    CONNECTION = "connection"
+    BAD_REQUEST = "bad_request"
+    NOT_FOUND = "not_found"
+    TOO_LARGE = "too_large"
+    UNPROCESSABLE = "unprocessable"
+    REFUSAL = "refusal"
+    INVALID_OUTPUT = "invalid_output"
+    MAX_TOKENS = "max_tokens"
+    AUTH = "auth"
+    SPEND_LIMIT = "spend_limit"
+
+    @property
+    def kind(self) -> FailureKind:
+        return _KINDS[self]
+
+
+_KINDS = {
+    **dict.fromkeys(
+        [
+            Category.RATE_LIMITED,
+            Category.TIMEOUT,
+            Category.OVERLOADED,
+            Category.SERVER_ERROR,
+            Category.CONNECTION,
+        ],
+        FailureKind.TRANSIENT,
+    ),
+    **dict.fromkeys([Category.AUTH, Category.SPEND_LIMIT], FailureKind.ACCOUNT),
+}
+for _category in Category:
+    _KINDS.setdefault(_category, FailureKind.PERMANENT)
+
+# The categories whose failed calls are retried with backoff (metrics count them as retries).
+TRANSIENT_CATEGORIES = frozenset(c.value for c in Category if c.kind is FailureKind.TRANSIENT)
+
+
 class ExtractionError(Exception):
-    """Raised by an extractor; ``category`` is the short public label (``rate_limited``,
-    ``timeout``, ``overloaded``, ``server_error``, ``connection``, ``auth``, ``spend_limit``,
-    ``bad_request``, ``refusal``, ``invalid_output``, ``max_tokens``, ...)."""
+    """Raised by an extractor: ``category`` says what failed, and its ``kind`` what to do."""
 
     def __init__(
         self,
         message: str,
         *,
-        kind: FailureKind,
-        category: str,
+        category: Category,
         retry_after: float | None = None,
         usage: Usage | None = None,
         cost_usd: float = 0.0,
         model: str = "",
     ) -> None:
         super().__init__(message)
-        self.kind = kind
         self.category = category
+        self.kind = category.kind
         self.retry_after = retry_after  # seconds the far side asked us to wait, if any
         # What the failed run was billed (an invalid or truncated answer still costs tokens).
         self.usage = usage or Usage()

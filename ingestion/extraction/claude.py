@@ -30,7 +30,7 @@ from typing import Any
 import anthropic
 from django.conf import settings
 
-from .base import ExtractionError, ExtractionResult, FailureKind, Usage
+from .base import Category, ExtractionError, ExtractionResult, FailureKind, Usage
 from .guard import InvalidOutput, check_shape, guard
 from .prompt import PROMPT_VERSION, SYSTEM_PROMPT, user_turn
 from .schema import OUTPUT_SCHEMA
@@ -52,19 +52,24 @@ NO_STRUCTURED_OUTPUT_PREFIXES = (
 RETRY_AFTER_MAX_SECONDS = 600.0
 THINKING_MODES = ("disabled", "adaptive", "")  # "" sends nothing: the model's own default
 
-_TRANSIENT_STATUS = {
-    408: "timeout",
-    409: "server_error",
-    429: "rate_limited",
-    500: "server_error",
-    501: "server_error",
-    502: "server_error",
-    503: "server_error",
-    504: "timeout",
-    529: "overloaded",
+# HTTP status -> category; each category's kind (transient, permanent, account) is base.py's.
+_STATUS_CATEGORY = {
+    400: Category.BAD_REQUEST,
+    401: Category.AUTH,
+    403: Category.AUTH,
+    404: Category.NOT_FOUND,
+    408: Category.TIMEOUT,
+    409: Category.SERVER_ERROR,
+    413: Category.TOO_LARGE,
+    422: Category.UNPROCESSABLE,
+    429: Category.RATE_LIMITED,
+    500: Category.SERVER_ERROR,
+    501: Category.SERVER_ERROR,
+    502: Category.SERVER_ERROR,
+    503: Category.SERVER_ERROR,
+    504: Category.TIMEOUT,
+    529: Category.OVERLOADED,
 }
-_PERMANENT_STATUS = {400: "bad_request", 404: "not_found", 413: "too_large", 422: "unprocessable"}
-_ACCOUNT_STATUS = {401: "auth", 403: "auth"}
 _SPEND_LIMIT_HINTS = ("credit balance", "spend limit", "spending limit", "billing", "usage limit")
 
 
@@ -145,15 +150,13 @@ class ClaudeExtractor:
             usage = spent.usage
             stop_reason = response.stop_reason or ""
             if stop_reason == "refusal":
-                raise self._fail("the model refused to answer", FailureKind.PERMANENT, "refusal", spent)
+                raise self._fail("the model refused to answer", Category.REFUSAL, spent)
             if stop_reason == "model_context_window_exceeded":
-                raise self._fail(
-                    "transcript exceeds the context window", FailureKind.PERMANENT, "too_large", spent
-                )
+                raise self._fail("transcript exceeds the context window", Category.TOO_LARGE, spent)
             if stop_reason == "max_tokens":
                 if retried_truncated:
                     message = f"output truncated at max_tokens={max_tokens}"
-                    raise self._fail(message, FailureKind.PERMANENT, "max_tokens", spent)
+                    raise self._fail(message, Category.MAX_TOKENS, spent)
                 retried_truncated, max_tokens = True, max_tokens * 2
                 logger.info("claude output truncated; retrying", extra={"max_tokens": max_tokens})
                 continue
@@ -162,7 +165,7 @@ class ClaudeExtractor:
             except InvalidOutput as error:
                 if retried_invalid:
                     raise self._fail(
-                        f"invalid output after retry: {error}", FailureKind.PERMANENT, "invalid_output", spent
+                        f"invalid output after retry: {error}", Category.INVALID_OUTPUT, spent
                     ) from error
                 retried_invalid = True
                 logger.info("claude output invalid; retrying", extra={"reason": str(error)})
@@ -225,12 +228,12 @@ class ClaudeExtractor:
         except anthropic.APIStatusError as error:
             raise self._classify_status(error, spent) from error
         except anthropic.APITimeoutError as error:  # before APIConnectionError: it is a subclass
-            raise self._fail("request timed out", FailureKind.TRANSIENT, "timeout", spent) from error
+            raise self._fail("request timed out", Category.TIMEOUT, spent) from error
         except anthropic.APIConnectionError as error:
-            raise self._fail("connection error", FailureKind.TRANSIENT, "connection", spent) from error
+            raise self._fail("connection error", Category.CONNECTION, spent) from error
         except anthropic.APIResponseValidationError as error:
             raise self._fail(
-                "response did not match the API's shape", FailureKind.TRANSIENT, "server_error", spent
+                "response did not match the API's shape", Category.SERVER_ERROR, spent
             ) from error
 
     def _parse(self, response: Any) -> Any:
@@ -248,25 +251,20 @@ class ClaudeExtractor:
         status = error.status_code
         api_message = error.api_message or ""
         message = f"HTTP {status} {error.type or ''}: {api_message}".strip()
-        if status in _ACCOUNT_STATUS:
-            return self._fail(message, FailureKind.ACCOUNT, _ACCOUNT_STATUS[status], spent, status)
         if status in (400, 402) and any(hint in api_message.lower() for hint in _SPEND_LIMIT_HINTS):
-            return self._fail(message, FailureKind.ACCOUNT, "spend_limit", spent, status)
-        if status in _TRANSIENT_STATUS:
-            category = _TRANSIENT_STATUS[status]
-            return self._fail(
-                message, FailureKind.TRANSIENT, category, spent, status, retry_after(error.response.headers)
-            )
-        if status >= 500:
-            return self._fail(message, FailureKind.TRANSIENT, "server_error", spent, status)
-        category = _PERMANENT_STATUS.get(status, "bad_request")
-        return self._fail(message, FailureKind.PERMANENT, category, spent, status)
+            category = Category.SPEND_LIMIT
+        else:
+            fallback = Category.SERVER_ERROR if status >= 500 else Category.BAD_REQUEST
+            category = _STATUS_CATEGORY.get(status, fallback)
+        # The far side's retry-after is honoured for the statuses that ask us to come back.
+        asks_retry = status in _STATUS_CATEGORY and category.kind is FailureKind.TRANSIENT
+        wait = retry_after(error.response.headers) if asks_retry else None
+        return self._fail(message, category, spent, status, wait)
 
     def _fail(
         self,
         message: str,
-        kind: FailureKind,
-        category: str,
+        category: Category,
         spent: _Spent,
         status: int | None = None,
         retry_after_s: float | None = None,
@@ -275,15 +273,14 @@ class ClaudeExtractor:
             "claude extraction failed",
             extra={
                 "model": self.model,
-                "kind": str(kind),
-                "category": category,
+                "kind": str(category.kind),
+                "category": str(category),
                 "status": status,
                 "retry_after": retry_after_s,
             },
         )
         return ExtractionError(
             message,
-            kind=kind,
             category=category,
             retry_after=retry_after_s,
             usage=spent.usage,

@@ -14,7 +14,9 @@ import unicodedata
 from collections.abc import Iterable
 from typing import Any
 
-from .schema import ARQUETIPOS, MODEL_FIELDS, OBJECIONES, SCALAR_FIELDS, clamp_nivel, empty_data, momento_for
+from prospects.vocabulary import SCALAR_FIELDS, Momento, clamp_nivel, empty_data
+
+from .schema import ARQUETIPOS, MODEL_FIELDS, OBJECIONES
 
 EMAIL_RE = re.compile(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}")
 _EMAIL_FULL_RE = re.compile(rf"^{EMAIL_RE.pattern}$")
@@ -126,7 +128,7 @@ def guard(raw: dict[str, Any], messages: list[dict[str, Any]]) -> dict[str, Any]
     data["arquetipo"] = arquetipo if arquetipo in ARQUETIPOS else None
     data["objeciones"] = _guard_objeciones(raw.get("objeciones"))
     data["nivel_interes"] = _guard_nivel(raw.get("nivel_interes"))
-    data["momento_optimo"] = momento_for(data["nivel_interes"])
+    data["momento_optimo"] = Momento.for_nivel(data["nivel_interes"])
     return data
 
 

@@ -1,58 +1,19 @@
-"""The extraction schema: the domain's Spanish keys, used unchanged in every layer.
+"""The extraction schema: what the model is asked for, in the domain's Spanish keys.
 
-An earlier attempt lost all its data to a Spanish/English key mismatch between layers, so no
-layer here maps names: models, JSON, admin and prompt all use these keys.
+The keys and value lists come from ``prospects.vocabulary`` (defined once, used unchanged in
+every layer: models, JSON, admin and prompt), so no layer maps names.
 """
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
-SCALAR_FIELDS = ("nombre", "email", "telefono", "ocupacion", "arquetipo")
-FIELDS = (*SCALAR_FIELDS, "nivel_interes", "momento_optimo", "objeciones")
+from prospects.vocabulary import Arquetipo, Momento, Objecion
 
-ARQUETIPOS = (
-    "profesional_vision",
-    "emprendedor_dueno_negocio",
-    "independiente_freelancer",
-    "lider_hogar",
-    "lider_comunidad",
-    "joven_ambicion",
-)
-OBJECIONES = ("precio", "tiempo", "confianza", "mlm")
-MOMENTOS = ("caliente", "tibio", "frio")
-
-NIVEL_MIN, NIVEL_MAX = 0, 10
-
-
-def clamp_nivel(value: float) -> int:
-    """Round half up (6.5 -> 7) and clamp to 0..10."""
-    return max(NIVEL_MIN, min(NIVEL_MAX, math.floor(value + 0.5)))
-
-
-def momento_for(nivel_interes: int | None) -> str | None:
-    """Derived in code, never asked of the model: >= 7 caliente, >= 4 tibio, else frio."""
-    if nivel_interes is None:
-        return None
-    if nivel_interes >= 7:
-        return "caliente"
-    if nivel_interes >= 4:
-        return "tibio"
-    return "frio"
-
-
-def empty_data() -> dict[str, Any]:
-    return {
-        "nombre": None,
-        "email": None,
-        "telefono": None,
-        "ocupacion": None,
-        "arquetipo": None,
-        "nivel_interes": None,
-        "momento_optimo": None,
-        "objeciones": [],
-    }
+# The value lists of prospects.vocabulary, as the schema and the guard use them.
+ARQUETIPOS = tuple(Arquetipo.values)
+OBJECIONES = tuple(Objecion.values)
+MOMENTOS = tuple(Momento.values)
 
 
 def _nullable(schema: dict[str, Any]) -> dict[str, Any]:

@@ -42,7 +42,7 @@ def fake_url(chaos_root: Path) -> Iterator[str]:
     port = free_port()
     log = (chaos_root / "fake-claude.log").open("ab")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "ingestion.extraction.fake_server", "--port", str(port), "--seed", "1"],
+        [sys.executable, "-m", "tests.fakes.claude_api", "--port", str(port), "--seed", "1"],
         cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
     )  # fmt: skip
     log.close()

@@ -10,11 +10,11 @@ import pytest
 from django.contrib.auth import get_user_model
 from django.utils import timezone
 
-from ingestion import pipeline
 from ingestion.extraction.offline import OFFLINE_VERSION
-from ingestion.models import Job, JobStatus
+from ingestion.models import Extraction, Job, JobStatus
 from ingestion.services import job_accept
-from prospects.models import Extraction, Prospect
+from ingestion.worker import pipeline
+from prospects.models import Prospect
 from tests.conftest import SEED_MESSAGES, transcript, wait_for
 
 
@@ -57,7 +57,7 @@ def failed_job(session_id: str) -> Job:
         "/admin/prospects/prospect/",
         "/admin/prospects/prospect/?stage__exact=iniciar&q=Juan",
         "/admin/prospects/prospect/?o=6",
-        "/admin/prospects/extraction/",
+        "/admin/ingestion/extraction/",
         "/admin/ingestion/job/",
         "/admin/ingestion/job/?status__exact=failed",
         "/admin/django_celery_beat/periodictask/",
@@ -89,7 +89,7 @@ def test_job_and_extraction_pages_show_the_details(staff):
     extraction = Extraction.objects.get(job=job)
 
     job_page = staff.get(f"/admin/ingestion/job/{job.id}/change/").content.decode()
-    extraction_page = staff.get(f"/admin/prospects/extraction/{extraction.id}/change/").content.decode()
+    extraction_page = staff.get(f"/admin/ingestion/extraction/{extraction.id}/change/").content.decode()
 
     assert "oportunidades de inversión" in job_page  # staff can read the transcript here
     assert OFFLINE_VERSION in extraction_page

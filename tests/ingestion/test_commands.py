@@ -10,8 +10,7 @@ import pytest
 from django.core.management import CommandError, call_command
 from django.utils import timezone
 
-from ingestion.models import Job, JobStatus
-from prospects.models import Extraction
+from ingestion.models import Extraction, Job, JobStatus
 from tests.conftest import transcript, wait_for
 
 pytestmark = pytest.mark.django_db

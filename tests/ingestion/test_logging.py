@@ -54,7 +54,7 @@ def test_request_id_reaches_the_task_log_lines_with_job_and_session(celery_worke
     job_id = response.json()["queueId"]
     wait_for(lambda: Job.objects.filter(id=job_id, status=JobStatus.COMPLETED).exists())
 
-    pipeline_lines = [r for r in records(log_lines) if r["logger"] == "ingestion.pipeline"]
+    pipeline_lines = [r for r in records(log_lines) if r["logger"] == "ingestion.worker.pipeline"]
     assert {r["message"] for r in pipeline_lines} >= {"job claimed", "job completed"}
     for line in pipeline_lines:
         assert line["request_id"] == "abc-123"
@@ -78,7 +78,7 @@ def test_without_a_usable_request_id_the_message_id_is_the_correlation_id(
     wait_for(lambda: Job.objects.filter(id=body["queueId"], status=JobStatus.COMPLETED).exists())
 
     assert response["X-Request-Id"] == body["messageId"]
-    pipeline_lines = [r for r in records(log_lines) if r["logger"] == "ingestion.pipeline"]
+    pipeline_lines = [r for r in records(log_lines) if r["logger"] == "ingestion.worker.pipeline"]
     assert pipeline_lines
     assert {line["request_id"] for line in pipeline_lines} == {body["messageId"]}
 

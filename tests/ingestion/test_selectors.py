@@ -8,9 +8,8 @@ import pytest
 from django.utils import timezone
 
 from ingestion import selectors
-from ingestion.models import Job, JobStatus
+from ingestion.models import Extraction, Job, JobStatus
 from ingestion.services import job_accept
-from prospects.models import Extraction
 from tests.conftest import transcript
 
 pytestmark = pytest.mark.django_db(transaction=True)

@@ -7,9 +7,9 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from ingestion.errors import FingerprintConflict
+from ingestion.dispatch import jobs_due_for_dispatch
 from ingestion.models import Job, JobStatus
-from ingestion.services import Outcome, job_accept, job_requeue, jobs_due_for_dispatch, transcript_hash
+from ingestion.services import FingerprintConflict, Outcome, job_accept, job_requeue, transcript_hash
 from tests.conftest import transcript
 
 pytestmark = pytest.mark.django_db(transaction=True)

@@ -6,9 +6,8 @@ import itertools
 
 import pytest
 
-from ingestion.extraction.schema import empty_data
-from prospects.models import Stage
 from prospects.services import fold, merge_data, stage_for
+from prospects.vocabulary import Stage, empty_data
 
 
 def data(**fields):

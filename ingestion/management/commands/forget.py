@@ -6,7 +6,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandParser
 
-from ingestion.erasure import person_forget
+from ingestion.ops.erasure import person_forget
 
 
 class Command(BaseCommand):

@@ -20,9 +20,8 @@ from django.core.management.base import BaseCommand, CommandError
 from django.db.models import OuterRef, QuerySet, Subquery
 from django.utils import timezone
 
-from ingestion.models import Job, JobStatus
+from ingestion.models import Extraction, ExtractionOutcome, Job, JobStatus
 from ingestion.services import job_requeue
-from prospects.models import Extraction, ExtractionOutcome
 
 _UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
 

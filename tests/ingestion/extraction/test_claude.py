@@ -11,10 +11,10 @@ from django.core.exceptions import ImproperlyConfigured
 from ingestion.extraction import get_extractor, reset_extractor
 from ingestion.extraction.base import ExtractionError, FailureKind, Usage
 from ingestion.extraction.claude import RETRY_AFTER_MAX_SECONDS, ClaudeExtractor, cost_usd, retry_after
-from ingestion.extraction.fake_server import FAKE_THINKING_TOKENS, FakeClaude, api_key, cache_minimum
 from ingestion.extraction.offline import OfflineExtractor
 from ingestion.extraction.prompt import PROMPT_VERSION
 from ingestion.extraction.schema import OUTPUT_SCHEMA
+from tests.fakes.claude_api import FAKE_THINKING_TOKENS, FakeClaude, api_key, cache_minimum
 
 JUAN = [
     {"role": "user", "content": "Hola, me llamo Juan Pérez"},

@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 
 from ingestion.extraction.guard import InvalidOutput, check_shape, guard, normalise_phone
-from ingestion.extraction.schema import FIELDS
+from prospects.vocabulary import FIELDS
 
 
 def _user(*texts: str) -> list[dict[str, str]]:

@@ -5,7 +5,7 @@ from typing import Any
 import pytest
 
 from ingestion.extraction.offline import OFFLINE_VERSION, OfflineExtractor
-from ingestion.extraction.schema import FIELDS
+from prospects.vocabulary import FIELDS
 
 from .conftest import load_golden
 

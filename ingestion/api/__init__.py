@@ -1,0 +1,1 @@
+"""The public HTTP edge: views, serializers, parsers, throttles, errors, probes."""

@@ -1,0 +1,116 @@
+"""Dispatch: publish a job's task after its row commits, and the sweeper that publishes again
+whatever lost its task.
+
+The row, not the broker message, is the promise (SPEC §10): ``dispatched_at`` on the row says
+a task is outstanding. A publish the broker refuses clears that mark, and the sweeper (beat,
+every 30 s) publishes every pending job whose dispatch is missing or older than the grace, and
+every processing job whose lease expired. The task is sent by name, so this module needs
+nothing from ``tasks`` (which imports the pipeline, which publishes through here).
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from datetime import datetime, timedelta
+
+from django.conf import settings
+from django.core.cache import cache
+from django.db import transaction
+from django.db.models import Q
+from django.utils import timezone
+from kombu.exceptions import OperationalError as KombuOperationalError
+from redis.exceptions import RedisError
+
+from nexus_project.celery import app
+
+from .logcontext import request_id_var
+from .models import Job, JobStatus
+
+logger = logging.getLogger(__name__)
+
+PROCESS_SESSION = "ingestion.process_session"
+# Broker failures a publish may meet; anything else is a bug and should surface.
+PUBLISH_ERRORS: tuple[type[BaseException], ...] = (KombuOperationalError, RedisError, OSError)
+# The sweeper's re-dispatch total, in the shared cache so every process reads one figure.
+SWEEPER_KEY = "metrics:sweeper_redispatches"
+_CACHE_ERRORS = (RedisError, OSError)
+
+
+def _grace() -> timedelta:
+    return timedelta(seconds=settings.NEXUS["DISPATCH_GRACE_SECONDS"])
+
+
+def dispatch_outstanding(dispatched_at: datetime | None, now: datetime) -> bool:
+    """A published task not yet claimed and not yet presumed lost."""
+    return dispatched_at is not None and dispatched_at >= now - _grace()
+
+
+def publish_on_commit(job_id: uuid.UUID, countdown: float | None = None) -> None:
+    """Publish the job's task once the current transaction commits (never inside it)."""
+    request_id = request_id_var.get()
+    transaction.on_commit(lambda: job_publish(job_id=job_id, countdown=countdown, request_id=request_id))
+
+
+def job_publish(*, job_id: uuid.UUID, countdown: float | None = None, request_id: str = "") -> bool:
+    """Publish ``process_session`` for a job; never raises for a broker failure.
+
+    The row already says a dispatch is outstanding. If the broker refuses, that mark is
+    cleared so the next sweep publishes again (the row, not the message, is the promise).
+    """
+    try:
+        app.send_task(
+            PROCESS_SESSION, args=[str(job_id)], countdown=countdown, headers={"nexus_request_id": request_id}
+        )
+    except PUBLISH_ERRORS as exc:
+        logger.warning(
+            "publish failed; the sweeper will publish later",
+            extra={"job_id": str(job_id), "error": type(exc).__name__},
+        )
+        Job.objects.filter(id=job_id, status=JobStatus.PENDING).update(dispatched_at=None)
+        return False
+    return True
+
+
+def jobs_due_for_dispatch(*, now: datetime, limit: int) -> list[uuid.UUID]:
+    """Pending jobs with no outstanding dispatch whose backoff has passed, and processing
+    jobs whose lease expired (their worker died): what the sweeper publishes again."""
+    lost = Q(dispatched_at__isnull=True) | Q(dispatched_at__lt=now - _grace())
+    ready = Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now)
+    pending = Q(status=JobStatus.PENDING) & lost & ready
+    orphaned = Q(status=JobStatus.PROCESSING, lease_until__lt=now) & lost
+    return list(
+        Job.objects.filter(pending | orphaned).order_by("revised_at").values_list("id", flat=True)[:limit]
+    )
+
+
+def job_sweep(*, limit: int = 1000) -> int:
+    """Publish again every job whose task was lost; returns how many were published."""
+    now = timezone.now()
+    ids = jobs_due_for_dispatch(now=now, limit=limit)
+    if not ids:
+        return 0
+    # Mark first so a concurrent POST does not publish the same jobs a second time.
+    Job.objects.filter(id__in=ids).update(dispatched_at=now)
+    published = sum(job_publish(job_id=job_id) for job_id in ids)
+    _count_redispatches(published)
+    logger.info("sweeper re-dispatched jobs", extra={"count": published, "found": len(ids)})
+    return published
+
+
+def _count_redispatches(count: int) -> None:
+    if count <= 0:
+        return
+    try:
+        cache.add(SWEEPER_KEY, 0, timeout=None)
+        cache.incr(SWEEPER_KEY, count)
+    except (*_CACHE_ERRORS, ValueError) as exc:  # ValueError: the key vanished in between
+        logger.warning("sweeper metric not stored", extra={"error": type(exc).__name__, "count": count})
+
+
+def sweeper_redispatch_total() -> int | None:
+    """Jobs the sweeper has published again, over every process; None when unreadable."""
+    try:
+        return int(cache.get(SWEEPER_KEY) or 0)
+    except _CACHE_ERRORS:
+        return None

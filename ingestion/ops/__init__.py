@@ -1,0 +1,1 @@
+"""Operations: health, metrics, alerts, maintenance, schedules, erasure, system checks."""

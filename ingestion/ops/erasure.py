@@ -1,0 +1,75 @@
+"""Erasure of one person's data, for erasure requests (``manage.py forget``).
+
+A person is found by the browser fingerprint the widget sent, or by the e-mail address the
+extraction found. Everything that holds their data goes: the Prospect(s), every job (the
+transcripts) and every Extraction (results and merged snapshots). Jobs whose extraction or
+transcript contains the e-mail address go too, even when not linked to a prospect yet.
+A worker mid-run on an erased job finds its row gone and discards its result.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from django.db import transaction
+from django.db.models import Q, QuerySet
+
+from prospects.models import Prospect
+from prospects.services import prospect_key
+
+from ..models import Extraction, Job
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Erasure:
+    prospects: int
+    jobs: int
+    extractions: int
+    dry_run: bool
+
+    @property
+    def found(self) -> bool:
+        return bool(self.prospects or self.jobs or self.extractions)
+
+
+def _targets(fingerprint: str, email: str) -> tuple[QuerySet[Prospect], QuerySet[Job], QuerySet[Extraction]]:
+    if fingerprint:
+        prospect_q = Q(fingerprint=fingerprint) | Q(key=prospect_key(fingerprint=fingerprint))
+        job_q = Q(fingerprint=fingerprint)
+    else:
+        prospect_q = Q(email__iexact=email)
+        job_q = Q(extracted__email__iexact=email) | Q(messages__icontains=email)
+    prospects = Prospect.objects.filter(prospect_q)
+    # The person's other sessions: the fingerprints of their prospects tie them together.
+    fingerprints = [fp for fp in prospects.values_list("fingerprint", flat=True) if fp]
+    jobs = Job.objects.filter(job_q | Q(prospect__in=prospects) | Q(fingerprint__in=fingerprints))
+    prospects = Prospect.objects.filter(prospect_q | Q(fingerprint__in=fingerprints))
+    extractions = Extraction.objects.filter(Q(job__in=jobs) | Q(prospect__in=prospects))
+    return prospects, jobs, extractions
+
+
+def person_forget(*, fingerprint: str = "", email: str = "", dry_run: bool = False) -> Erasure:
+    """Delete (or, with ``dry_run``, count) everything held about one person."""
+    fingerprint, email = fingerprint.strip(), email.strip().lower()
+    if bool(fingerprint) == bool(email):
+        raise ValueError("give exactly one of fingerprint or email")
+    with transaction.atomic():
+        prospects, jobs, extractions = _targets(fingerprint, email)
+        # Ids first: the querysets refer to each other, so deleting one changes the others.
+        prospect_ids = list(prospects.select_for_update().values_list("id", flat=True))
+        job_ids = list(jobs.select_for_update().values_list("id", flat=True))
+        extraction_ids = list(extractions.values_list("id", flat=True))
+        result = Erasure(len(prospect_ids), len(job_ids), len(extraction_ids), dry_run)
+        if not dry_run:
+            Extraction.objects.filter(id__in=extraction_ids).delete()
+            Job.objects.filter(id__in=job_ids).delete()
+            Prospect.objects.filter(id__in=prospect_ids).delete()
+    # Counts only: the log must not keep what was just erased.
+    logger.warning(
+        "person data erased" if not dry_run else "person data erasure (dry run)",
+        extra={"by": "fingerprint" if fingerprint else "email", **result.__dict__},
+    )
+    return result

@@ -1,0 +1,32 @@
+"""Beat-driven housekeeping: transcript retention (personal data is kept only as long as it helps)."""
+
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+
+from django.conf import settings
+from django.db.models import Q
+from django.utils import timezone
+
+from ..models import Job, JobStatus
+
+logger = logging.getLogger(__name__)
+
+
+def transcripts_purge() -> int:
+    """Blank the transcripts of completed jobs older than the retention and failed ones older
+    than theirs; the row, hash and message count stay for duplicate/stale detection."""
+    now = timezone.now()
+    limits = settings.NEXUS
+    old_completed = Q(status=JobStatus.COMPLETED) & Q(
+        processed_at__lt=now - timedelta(days=limits["COMPLETED_RETENTION_DAYS"])
+    )
+    old_failed = Q(status=JobStatus.FAILED) & Q(
+        updated_at__lt=now - timedelta(days=limits["FAILED_RETENTION_DAYS"])
+    )
+    purged = Job.objects.filter((old_completed | old_failed) & Q(purged_at__isnull=True)).update(
+        messages=[], metadata={}, purged_at=now, updated_at=now
+    )
+    logger.info("transcripts purged", extra={"count": purged})
+    return purged

@@ -1,0 +1,370 @@
+"""The worker side of a job: claim, extract outside any transaction, record the outcome.
+
+- The claim is one conditional UPDATE (pending, or processing with an expired lease) that
+  writes a fresh ``claim_token``; every later write of the run is fenced on that token, so a
+  worker whose lease expired and was taken over cannot overwrite the newer run.
+- The extractor is called with no transaction open and no connection held.
+- Success merges into the Prospect, records the Extraction and completes the job in one short
+  transaction, or re-queues the job when a newer revision arrived meanwhile.
+- Failures are classified by the extractor (base.FailureKind): transient ones back off,
+  permanent ones fail the revision (the dead-letter queue), account-wide ones open the
+  circuit breaker and leave the job pending.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import random
+import uuid
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
+from django.db import close_old_connections, connection, transaction
+from django.utils import timezone
+
+from nexus_project.db import model_update
+from prospects.services import prospect_key, prospect_lock, prospect_refold
+
+from .. import selectors
+from ..dispatch import publish_on_commit
+from ..extraction import get_extractor
+from ..extraction.base import ExtractionError, ExtractionResult, FailureKind, Usage
+from ..logcontext import bind_job
+from ..models import FRESH_RUN, Extraction, ExtractionOutcome, Job, JobStatus
+from . import breaker, budget
+
+logger = logging.getLogger(__name__)
+
+# A countdown task can be delivered a moment early; don't drop it for that.
+_EARLY_DELIVERY_SLACK = timedelta(seconds=2)
+
+
+@dataclass(frozen=True)
+class Claim:
+    job_id: uuid.UUID
+    token: uuid.UUID
+    revision: int
+    trigger: str
+    messages: list[dict[str, str]]
+
+
+def job_process(*, job_id: uuid.UUID | str) -> str:
+    """Run one job to its next state. Returns what happened, for the task's log line."""
+    job_id = uuid.UUID(str(job_id))
+    log = {"job_id": str(job_id)}
+    pause = breaker.pause_remaining()
+    if pause is not None:
+        _defer_for_breaker(job_id, pause)
+        logger.info("extraction paused by circuit breaker", extra={**log, "retry_in_s": round(pause, 1)})
+        return "paused"
+    wait = budget.budget_defer_seconds(job_id)
+    if wait is not None:  # a spend cap is reached: the job waits for the reset, nothing dropped
+        budget.job_defer_for_budget(job_id=job_id, seconds=wait)
+        breaker.release_probe()
+        return "over-budget"
+    try:
+        extractor = get_extractor()
+    except ImproperlyConfigured as error:
+        # No extraction is possible until a deploy fixes the settings: an account-wide
+        # failure, so the job waits (pending) behind the breaker instead of being claimed,
+        # dying and turning poison.
+        pause = breaker.trip(category="misconfigured")
+        _defer_for_breaker(job_id, pause)
+        logger.error("extractor misconfigured; job left pending", extra={**log, "error": str(error)})
+        return "misconfigured"
+    claim = job_claim(job_id=job_id)
+    if claim is None:
+        breaker.release_probe()
+        return "not-claimed"
+    log["revision"] = str(claim.revision)
+    # Return the connection to the pool for the length of the call: a thread waiting on
+    # Claude must not hold a database connection another thread could use.
+    close_old_connections()
+    connection.close()
+    try:
+        result = extractor.extract(claim.messages)
+    except ExtractionError as err:
+        if err.kind is not FailureKind.ACCOUNT:
+            # Not the key's fault: if this run was the breaker's probe, let the next job probe
+            # now instead of holding the slot until the lease runs out.
+            breaker.release_probe()
+        return job_record_failure(claim=claim, error=err)
+    breaker.record_success()
+    return job_record_success(claim=claim, result=result)
+
+
+def job_claim(*, job_id: uuid.UUID) -> Claim | None:
+    """Take the job for this worker, or None when it is not ours to run."""
+    now = timezone.now()
+    token = uuid.uuid4()
+    lease = timedelta(seconds=settings.NEXUS["LEASE_SECONDS"])
+    uuid_db, time_db = _db_value("id"), _db_value("lease_until")  # as the ORM would send them
+    params = {
+        "job_id": uuid_db(job_id),
+        "pending": JobStatus.PENDING,
+        "processing": JobStatus.PROCESSING,
+        "token": uuid_db(token),
+        "now": time_db(now),
+        "lease_until": time_db(now + lease),
+        "due_by": time_db(now + _EARLY_DELIVERY_SLACK),
+    }
+    with connection.cursor() as cursor:
+        cursor.execute(_claim_sql(), params)
+        row = cursor.fetchone()
+    if row is None:
+        logger.info("job not claimable (done, running elsewhere, or gone)", extra={"job_id": str(job_id)})
+        return None
+    revision, claims, trigger, messages, session_id = row
+    messages = Job._meta.get_field("messages").from_db_value(messages, None, connection)  # type: ignore[attr-defined,arg-type]
+    bind_job(session_id=session_id)
+    if claims > settings.NEXUS["MAX_CLAIMS"]:
+        _fail_poison(job_id, token, claims)
+        return None
+    logger.info(
+        "job claimed",
+        extra={"job_id": str(job_id), "session_id": session_id, "revision": revision},
+    )
+    return Claim(job_id, token, revision, trigger, messages)
+
+
+def _db_value(field_name: str) -> Any:
+    field = Job._meta.get_field(field_name)
+    return lambda value: field.get_db_prep_value(value, connection)  # type: ignore[union-attr]
+
+
+@functools.cache
+def _claim_sql() -> str:
+    """The conditional UPDATE of the claim, returning what the run needs: one round trip
+    instead of an UPDATE and a SELECT (Django's update() cannot return rows).
+
+    Claimable: pending and due (a countdown may arrive a moment early, hence ``due_by``), or
+    processing with an expired lease (its worker died); never a purged job."""
+    return f"""
+        UPDATE {Job._meta.db_table}
+        SET status = %(processing)s, claim_token = %(token)s, lease_until = %(lease_until)s,
+            claims = claims + 1, dispatched_at = NULL, started_at = %(now)s, updated_at = %(now)s
+        WHERE id = %(job_id)s AND purged_at IS NULL AND (
+            (status = %(pending)s AND (next_attempt_at IS NULL OR next_attempt_at <= %(due_by)s))
+            OR (status = %(processing)s AND lease_until < %(now)s))
+        RETURNING revision, claims, trigger, messages, session_id
+    """  # noqa: S608 - the model's table name
+
+
+_FENCED_FIELDS = (
+    "session_id", "fingerprint", "revision", "attempts", "claims", "status", "prospect",
+    "created_at", "revised_at", "updated_at",
+)  # fmt: skip
+# What every outcome of a run writes: the claim is given back.
+_RELEASED = {"claim_token": None, "lease_until": None}
+
+
+def _fenced(claim: Claim) -> Job | None:
+    """The job row, locked, if this run still owns it."""
+    # Only what the outcome reads (it writes with model_update); no ORDER BY: one row by key.
+    job = (
+        Job.objects.select_for_update()
+        .only(*_FENCED_FIELDS)
+        .filter(id=claim.job_id, claim_token=claim.token)
+        .order_by()
+        .first()
+    )
+    if job is None:
+        logger.warning(
+            "run lost its claim (lease expired and reclaimed); result discarded",
+            extra={"job_id": str(claim.job_id), "revision": claim.revision},
+        )
+    return job
+
+
+def job_record_success(*, claim: Claim, result: ExtractionResult) -> str:
+    now = timezone.now()
+    with transaction.atomic():
+        job = _fenced(claim)
+        if job is None:
+            return "fenced"
+        prospect_id = prospect_lock(
+            key=prospect_key(fingerprint=job.fingerprint, session_id=job.session_id),
+            fingerprint=job.fingerprint,
+            seen_at=job.created_at,
+        )
+        changes: dict[str, Any] = {
+            **_RELEASED,
+            "extracted": result.data,
+            "processed_revision": claim.revision,
+            "prospect_id": prospect_id,
+            "last_error": "",
+            "error_category": "",
+            "next_attempt_at": None,
+            "trigger": "auto",
+        }
+        newer = job.revision > claim.revision
+        if newer:
+            changes.update(FRESH_RUN, status=JobStatus.PENDING, dispatched_at=now, enqueued_at=now)
+        else:
+            changes.update(status=JobStatus.COMPLETED, processed_at=now)
+        model_update(job, **changes)
+        merged = prospect_refold(
+            prospect_id=prospect_id, sessions=selectors.prospect_sessions(prospect_id=prospect_id)
+        )
+        _record_extraction(claim, job, now=now, result=result, merged=merged)
+        if newer:
+            publish_on_commit(job.id)
+    logger.info(
+        "job requeued for a newer revision" if newer else "job completed",
+        extra={"job_id": str(job.id), "revision": claim.revision, "latest_revision": job.revision},
+    )
+    return "requeued" if newer else "completed"
+
+
+def _record_extraction(
+    claim: Claim,
+    job: Job,
+    *,
+    now: Any,
+    result: ExtractionResult | None = None,
+    error: ExtractionError | None = None,
+    merged: dict[str, Any] | None = None,
+) -> None:
+    """The run's Extraction row (its result on success, its category on failure), built here
+    and nowhere else."""
+    if result is not None:
+        usage, cost = result.usage, result.cost_usd
+        outcome: dict[str, Any] = {
+            "outcome": ExtractionOutcome.OK,
+            "extractor": result.extractor,
+            "model": result.model,
+            "prompt_version": result.prompt_version,
+            "stop_reason": result.stop_reason,
+            "latency_ms": result.latency_ms,
+            "pipeline_latency_ms": _pipeline_latency_ms(job, now),
+            "result": result.data,
+            "merged": merged,
+        }
+    else:
+        assert error is not None
+        usage, cost = error.usage, error.cost_usd
+        outcome = {
+            "outcome": ExtractionOutcome.FAILED,
+            "error_category": error.category,
+            "extractor": get_extractor().name,
+            "model": error.model,
+        }
+    row = Extraction(
+        job_id=job.id,
+        prospect_id=job.prospect_id,
+        revision=claim.revision,
+        trigger=claim.trigger,
+        cost_usd=cost,
+        **_usage_fields(usage),
+        **outcome,
+    )
+    # ON CONFLICT DO NOTHING against the once-per-revision constraint (successes only): the
+    # same revision re-run by a plain re-queue keeps its first record, in one statement.
+    Extraction.objects.bulk_create([row], ignore_conflicts=True)
+
+
+def _usage_fields(usage: Usage) -> dict[str, int]:
+    return {
+        "input_tokens": usage.input_tokens,
+        "output_tokens": usage.output_tokens,
+        "cache_creation_tokens": usage.cache_creation_tokens,
+        "cache_read_tokens": usage.cache_read_tokens,
+    }
+
+
+def _pipeline_latency_ms(job: Job, now: Any) -> int | None:
+    if job.revised_at is None:
+        return None
+    return max(0, int((now - job.revised_at).total_seconds() * 1000))
+
+
+def backoff_seconds(attempts: int, retry_after: float | None = None) -> float:
+    """Exponential backoff with full jitter, at least what the far side asked for, capped."""
+    base = settings.NEXUS["BACKOFF_BASE_SECONDS"]
+    cap = settings.NEXUS["BACKOFF_CAP_SECONDS"]
+    delay = random.uniform(0, min(cap, base * 2 ** max(0, attempts - 1)))
+    if retry_after is not None:
+        delay = max(delay, retry_after)
+    return min(delay, cap)
+
+
+def job_record_failure(*, claim: Claim, error: ExtractionError) -> str:
+    now = timezone.now()
+    log = {"job_id": str(claim.job_id), "revision": claim.revision, "category": error.category}
+    with transaction.atomic():
+        job = _fenced(claim)
+        if job is None:
+            return "fenced"
+        _record_extraction(claim, job, now=now, error=error)
+        changes: dict[str, Any] = {
+            **_RELEASED,
+            "last_error": str(error)[:2000],
+            "error_category": error.category,
+        }
+        newer = job.revision > claim.revision
+        attempts = job.attempts + 1
+        if error.kind is FailureKind.ACCOUNT:
+            pause = breaker.trip(category=error.category)
+            changes.update(_to_pending(job.id, now, countdown=pause, newer=newer))
+        elif error.kind is FailureKind.TRANSIENT and attempts < settings.NEXUS["MAX_ATTEMPTS"]:
+            countdown = backoff_seconds(attempts, error.retry_after)
+            changes["attempts"] = attempts
+            changes.update(_to_pending(job.id, now, countdown=0 if newer else countdown, newer=newer))
+            log["retry_in_s"] = round(countdown, 2)
+        else:
+            if error.kind is FailureKind.TRANSIENT:
+                changes["attempts"] = attempts
+                changes["last_error"] = f"attempts exhausted ({attempts}): {changes['last_error']}"
+            if newer:  # the failure belongs to an old revision; the new one gets its chance
+                changes.update(_to_pending(job.id, now, countdown=0, newer=True))
+            else:
+                changes.update(status=JobStatus.FAILED, processed_at=now)
+        model_update(job, **changes)
+    outcome = "failed" if job.status == JobStatus.FAILED else "retry"
+    logger.warning("extraction failed", extra={**log, "kind": error.kind.value, "outcome": outcome})
+    return outcome
+
+
+def _to_pending(job_id: uuid.UUID, now: Any, *, countdown: float, newer: bool) -> dict[str, Any]:
+    """The changes that put a job back to pending with a task due after ``countdown``, and that
+    task, published on commit. A newer revision starts its own count of attempts and claims."""
+    due = now + timedelta(seconds=countdown)
+    publish_on_commit(job_id, countdown=countdown if countdown > 0 else None)
+    changes: dict[str, Any] = {
+        "status": JobStatus.PENDING,
+        "next_attempt_at": due if countdown > 0 else None,
+        "dispatched_at": due,
+        "enqueued_at": now,
+    }
+    if newer:
+        changes.update(attempts=0, claims=0)
+    return changes
+
+
+def _fail_poison(job_id: uuid.UUID, token: uuid.UUID, claims: int) -> None:
+    Job.objects.filter(id=job_id, claim_token=token).update(
+        status=JobStatus.FAILED,
+        claim_token=None,
+        lease_until=None,
+        error_category="poison",
+        last_error=f"claimed {claims} times without finishing: workers keep dying on this job",
+        processed_at=timezone.now(),
+        updated_at=timezone.now(),
+    )
+    logger.error("poison job failed", extra={"job_id": str(job_id), "claims": claims})
+
+
+def _defer_for_breaker(job_id: uuid.UUID, pause: float) -> None:
+    """Leave the job pending until the breaker's next probe, with a task due then."""
+    now = timezone.now()
+    due = now + timedelta(seconds=pause)
+    with transaction.atomic():
+        updated = Job.objects.filter(id=job_id, status=JobStatus.PENDING).update(
+            next_attempt_at=due, dispatched_at=due, updated_at=now
+        )
+        if updated:
+            publish_on_commit(job_id, countdown=pause)
