@@ -71,12 +71,21 @@ def kill_workers_mid_call(ctx: Context) -> None:
     ctx.notes.update(kills=kills, kills_with_calls_in_flight=landed, calls_in_flight_at_kills=killed_calls)
 
 
+# A flush or purge proves something only when it destroys queued messages. At the default
+# fake latency the 32 worker threads (~80 calls/s) keep up with the ~75 POSTs/s of the script
+# on a quick machine, so the queue is often empty when the fault lands and nothing is lost:
+# these scenarios run Claude slower, so a backlog is waiting at every flush.
+BACKLOG_LATENCY_S = (0.8, 1.6)
+
+
 def flush_redis(ctx: Context) -> None:
     """FLUSHALL twice: queued and unacked messages, bindings, heartbeat, breaker state gone."""
+    flushed = []
     for moment in (7.0, 15.0):
         ctx.at(moment)
+        flushed.append(int(ctx.stack.redis.cli("LLEN", ctx.queue) or 0))
         ctx.stack.redis.cli("FLUSHALL")
-    ctx.notes["flushes"] = 2
+    ctx.notes.update(flushes=2, queued_at_flushes=sum(flushed))
 
 
 REDIS_RESTART_TIMES_S = (5.0, 11.0, 17.0)
@@ -140,9 +149,10 @@ def test_sigkill_of_the_workers_mid_call_loses_nothing(stack: Stack, fault_free_
 
 
 def test_redis_flushall_mid_run_loses_nothing(stack: Stack, fault_free_redis: Outcome) -> None:
-    outcome = run(stack, "redis_flushall", fault=flush_redis)
+    outcome = run(stack, "redis_flushall", fault=flush_redis, latency=BACKLOG_LATENCY_S)
 
     assert_nothing_lost(outcome, fault_free_redis)
+    assert outcome.notes["queued_at_flushes"] > 0  # the fault destroyed queued messages
     assert outcome.sweeper_redispatches > 0
 
 
@@ -203,7 +213,13 @@ def test_rabbitmq_restart_mid_run_loses_nothing(rabbitmq_stack: Stack, fault_fre
 def test_rabbitmq_queue_purge_mid_run_loses_nothing(
     rabbitmq_stack: Stack, fault_free_rabbitmq: Outcome
 ) -> None:
-    outcome = run(rabbitmq_stack, "rabbitmq_purge", broker="rabbitmq", fault=purge_rabbitmq_queue)
+    outcome = run(
+        rabbitmq_stack,
+        "rabbitmq_purge",
+        broker="rabbitmq",
+        fault=purge_rabbitmq_queue,
+        latency=BACKLOG_LATENCY_S,
+    )
 
     assert_nothing_lost(outcome, fault_free_rabbitmq)
     assert outcome.sweeper_redispatches > 0
