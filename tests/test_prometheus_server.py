@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 import re
 import shutil
-import socket
 import subprocess
 import time
 import urllib.error
@@ -22,20 +21,18 @@ from typing import Any
 import pytest
 import yaml
 
+from tests.chaos.services import free_port
 from tests.conftest import producer_body, wait_for
-from tests.observability import ALERTS, SCRAPE_CONFIG, alert_rules, dashboard_panels, load_yaml
+from tests.observability import (
+    ALERTS,
+    SCRAPE_CONFIG,
+    alert_rules,
+    dashboard_panels,
+    expand_grafana_variables,
+    load_yaml,
+)
 
 pytestmark = pytest.mark.redis
-
-# Grafana's variables as this test's Prometheus needs them: one-second scrapes make a
-# one-minute rate window hold plenty of samples.
-VARIABLES = {"$__rate_interval": "1m", "$flower_job": "nexus-flower", "$job": "nexus-web"}
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def api_get(base: str, path: str, **params: str) -> dict[str, Any]:
@@ -144,9 +141,7 @@ def test_prometheus_evaluates_the_rules_and_the_dashboard_on_a_real_scrape(celer
     answered = {}
     for panel in dashboard_panels():
         for target in panel.get("targets", []):
-            expr = target["expr"]
-            for name, value in VARIABLES.items():
-                expr = expr.replace(name, value)
+            expr = expand_grafana_variables(target["expr"])
             answered[(panel["title"], target["legendFormat"])] = series(prometheus, expr)
     # A few that must have data after the run: the intake, the queue, the latency from the
     # histogram, the breaker, the heartbeat.
