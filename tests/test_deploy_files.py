@@ -1,9 +1,11 @@
 """The deploy files agree: every compose app command is the Procfile's, character for character,
-and the compose services keep the properties the spec asks for (SPEC §8)."""
+the compose services keep the properties the spec asks for (SPEC §8), and the `observability`
+profile adds Prometheus, Grafana and Jaeger without changing the default services."""
 
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -100,3 +102,116 @@ def test_the_compose_validation_catches_a_broken_file(tmp_path: Path) -> None:
     broken.write_text((ROOT / "docker-compose.yml").read_text().replace("    restart:", "    restrat:", 1))
     result = _compose_config(broken)
     assert result.returncode != 0 and "restrat" in result.stderr
+
+
+# --- Profile `observability` (Prometheus, Grafana, Jaeger) ---------------------------------------
+DEFAULT_SERVICES = {"postgres", "redis", "migrate", "web", "worker", "beat", "flower"}
+OBSERVABILITY_SERVICES = {"prometheus", "grafana", "jaeger"}
+
+
+def _resolved_compose(*args: str) -> dict[str, Any]:
+    """The file as docker-compose resolves it (anchors merged, variables substituted)."""
+    binary = shutil.which("docker-compose")
+    if binary is None:
+        pytest.skip("docker-compose not installed (apt-get install docker-compose; .ci/run does)")
+    env = {"PATH": os.environ.get("PATH", ""), **_COMPOSE_ENV}
+    result = subprocess.run(
+        [binary, "-f", str(ROOT / "docker-compose.yml"), *args, "config"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    return yaml.safe_load(result.stdout)
+
+
+def _enabled(services: dict[str, Any], profiles: set[str]) -> set[str]:
+    """Compose's rule: a service without `profiles` always runs; one with them only when one of
+    its profiles is enabled. (Debian's docker-compose v1 prints every service for
+    `config --services` whatever the profiles, and applies this rule only at `up`.)"""
+    return {
+        name
+        for name, service in services.items()
+        if not service.get("profiles") or profiles & set(service["profiles"])
+    }
+
+
+def test_the_default_profile_is_unchanged_and_observability_adds_three_services() -> None:
+    services = _resolved_compose()["services"]
+
+    assert _enabled(services, set()) == DEFAULT_SERVICES
+    assert _enabled(services, {"observability"}) == DEFAULT_SERVICES | OBSERVABILITY_SERVICES
+    # Valid with the profile enabled too (v1 prints the same services either way).
+    assert set(_resolved_compose("--profile", "observability")["services"]) == set(services)
+
+
+def test_each_profile_only_depends_on_services_it_runs() -> None:
+    services = _resolved_compose()["services"]
+    for profiles in (set(), {"observability"}):
+        enabled = _enabled(services, profiles)
+        for name in enabled:
+            assert set(services[name].get("depends_on", {})) <= enabled, (name, profiles)
+
+
+def test_observability_images_are_pinned_and_ports_stay_on_loopback() -> None:
+    services = _compose()
+    for name in OBSERVABILITY_SERVICES:
+        image = services[name]["image"]
+        assert re.fullmatch(r"[\w./-]+:v?\d+\.\d+\.\d+", image), f"{name}: pin an exact tag, not {image}"
+        for port in services[name].get("ports", []):
+            assert port.startswith("127.0.0.1:"), f"{name}: {port} is published beyond the host"
+
+
+def _bind_mounts(service: dict[str, Any]) -> dict[str, Path]:
+    """Container path -> repository file, for the ./ bind mounts of a service."""
+    mounts = {}
+    for volume in service.get("volumes", []):
+        source, target = volume.split(":")[:2]
+        if source.startswith("./"):
+            mounts[target] = ROOT / source
+    return mounts
+
+
+def test_observability_mounts_files_that_exist() -> None:
+    services = _compose()
+    for name in OBSERVABILITY_SERVICES:
+        for target, source in _bind_mounts(services[name]).items():
+            # A missing source would be created by docker as an empty directory.
+            assert source.exists(), f"{name}: {source} (mounted at {target}) does not exist"
+
+
+def test_prometheus_loads_the_rules_and_scrapes_web_and_flower_on_their_compose_ports() -> None:
+    services = _compose()
+    mounts = _bind_mounts(services["prometheus"])
+    config_path = next(
+        arg.split("=", 1)[1] for arg in services["prometheus"]["command"] if arg.startswith("--config.file=")
+    )
+    config = yaml.safe_load(mounts[config_path].read_text())
+    config_dir = Path(config_path).parent
+
+    for rule_file in config["rule_files"]:
+        assert mounts[str(config_dir / rule_file)] == ROOT / "deploy/prometheus/alerts.yml"
+    targets = {
+        t for job in config["scrape_configs"] for static in job["static_configs"] for t in static["targets"]
+    }
+    assert targets == {"web:8000", "flower:5555"}
+    assert services["web"]["environment"]["GUNICORN_BIND"] == "0.0.0.0:8000"
+    assert "--port=5555" in services["flower"]["command"].split()
+
+
+def test_grafana_is_provisioned_with_prometheus_and_the_dashboard() -> None:
+    services = _compose()
+    mounts = _bind_mounts(services["grafana"])
+    provisioning = mounts["/etc/grafana/provisioning"]
+    datasources = yaml.safe_load((provisioning / "datasources" / "nexus.yml").read_text())["datasources"]
+    (provider,) = yaml.safe_load((provisioning / "dashboards" / "nexus.yml").read_text())["providers"]
+
+    prometheus = next(d for d in datasources if d["type"] == "prometheus")
+    assert prometheus["url"] == "http://prometheus:9090" and prometheus["isDefault"]
+    dashboards = {
+        target: source
+        for target, source in mounts.items()
+        if target.startswith(provider["options"]["path"] + "/")
+    }
+    assert list(dashboards.values()) == [ROOT / "deploy/grafana/nexus-ingestion.json"]

@@ -142,9 +142,18 @@ class LedgerCollector(Collector):
         alerts = GaugeMetricFamily(
             "nexus_alert_active", "1 while an alert threshold is crossed.", labels=["alert"]
         )
+        # The configured thresholds (NEXUS_ALERT_*), so Prometheus rules compare the raw series
+        # with these instead of writing each number a second time (deploy/prometheus/alerts.yml).
+        thresholds = GaugeMetricFamily(
+            "nexus_alert_threshold",
+            "Each alert's configured threshold, in its figure's unit (jobs, seconds, ratio).",
+            labels=["alert"],
+        )
         for name, figure in selectors.alert_figures(queue, window).items():
             alerts.add_metric([name], 1 if figure["crossed"] else 0)
+            thresholds.add_metric([name], figure["threshold"])
         yield alerts
+        yield thresholds
 
     def _extractions(self) -> Iterator[Any]:
         totals = Extraction.objects.aggregate(
