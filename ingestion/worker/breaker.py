@@ -22,6 +22,9 @@ logger = logging.getLogger(__name__)
 
 _STATE_KEY = "breaker:state"
 _PROBE_KEY = "breaker:probe"
+# Set by the first trip of an outage: two workers failing at once both read "closed" and both
+# count trip 1, so the one-alert rule is decided by an atomic add, not by the count.
+_ALERTED_KEY = "breaker:alerted"
 _CACHE_ERRORS = (RedisError, OSError)
 
 
@@ -72,7 +75,7 @@ def trip(*, category: str) -> float:
         cache.delete(_PROBE_KEY)
     except _CACHE_ERRORS:
         logger.error("circuit breaker state could not be stored", extra={"category": category})
-    if trips == 1:
+    if _first_alert():
         # One alert per outage, not one per job.
         logger.warning(
             "ALERT circuit breaker opened: extraction paused",
@@ -81,11 +84,18 @@ def trip(*, category: str) -> float:
     return pause
 
 
+def _first_alert() -> bool:
+    try:
+        return bool(cache.add(_ALERTED_KEY, 1, timeout=None))
+    except _CACHE_ERRORS:
+        return True  # without the shared memory, a repeated alert beats a missing one
+
+
 def record_success() -> None:
     """A call went through: close the breaker if it was open."""
     try:
         if cache.get(_STATE_KEY) is not None:
-            cache.delete_many([_STATE_KEY, _PROBE_KEY])
+            cache.delete_many([_STATE_KEY, _PROBE_KEY, _ALERTED_KEY])
             logger.warning("circuit breaker closed: extraction resumed", extra={"alert": "cleared"})
     except _CACHE_ERRORS:
         pass  # nothing to close that anyone could read

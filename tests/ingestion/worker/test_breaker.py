@@ -41,3 +41,17 @@ def test_a_success_closes_the_breaker_and_the_next_outage_starts_short_again(tim
     breaker.record_success()
     assert breaker.state() is None and breaker.pause_remaining() is None
     assert breaker.trip(category="auth") == 30.0
+
+
+def test_two_workers_tripping_at_once_log_one_alert(timers, caplog):
+    caplog.set_level("WARNING", logger="ingestion.worker.breaker")
+    breaker.trip(category="auth")
+    # The second worker read "closed" before the first one stored its state: it counts trip 1.
+    breaker.cache.delete("breaker:state")
+    breaker.trip(category="auth")
+
+    opened = [r for r in caplog.records if "opened" in r.getMessage()]
+    assert len(opened) == 1
+    breaker.record_success()
+    breaker.trip(category="auth")  # a new outage alerts again
+    assert len([r for r in caplog.records if "opened" in r.getMessage()]) == 2
