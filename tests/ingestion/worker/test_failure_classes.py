@@ -198,7 +198,8 @@ def test_401_opens_the_breaker_and_the_job_completes_once_the_key_works(api, cla
     job_id = post(api)
 
     wait_for(lambda: breaker.state() is not None)
-    assert job_in(job_id, JobStatus.PENDING)  # paused, not dead-lettered
+    # The breaker opens inside the failure's transaction: the row turns pending at its commit.
+    wait_for(lambda: job_in(job_id, JobStatus.PENDING))  # paused, not dead-lettered
     health = api.get("/api/nexus/producer").json()
     assert health["status"] == "degraded"
     assert health["checks"]["extractor"].startswith("paused")
