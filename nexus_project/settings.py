@@ -1,9 +1,9 @@
 """NEXUS ingestion settings, read from the environment only.
 
 Three profiles, chosen by DJANGO_ENV:
-- ``development`` (the default, what ``make run`` uses): DEBUG on, SQLite under var/ unless
-  DATABASE_URL is set, a secret key generated once into var/, the embedded Redis-protocol
-  server that ``make run`` starts (never whatever runs on 6379).
+- ``development`` (the default, what ``make run`` uses): DEBUG on, the embedded PostgreSQL and
+  Redis-protocol server that ``make run`` starts under var/ unless DATABASE_URL / REDIS_URL
+  are set (never whatever runs on 5432 or 6379), a secret key generated once into var/.
 - ``production`` (compose, gunicorn docs): DEBUG off; DJANGO_SECRET_KEY, DJANGO_ALLOWED_HOSTS
   and DATABASE_URL are required and the process refuses to start without them.
 - ``test``: like development, with fast hashing; the pytest suite selects it.
@@ -17,6 +17,8 @@ from typing import Any
 
 import environ
 from django.core.exceptions import ImproperlyConfigured
+
+from nexus_project.embedded import dev_database_url
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(environ.Env().str("NEXUS_VAR_DIR", default=str(BASE_DIR / "var")))
@@ -56,7 +58,10 @@ if PRODUCTION:
 else:
     SECRET_KEY = env.str("DJANGO_SECRET_KEY", default="") or _dev_secret_key()
     ALLOWED_HOSTS = env.list("DJANGO_ALLOWED_HOSTS", default=["127.0.0.1", "localhost", "testserver"])
-    _database_url = env.str("DATABASE_URL", default=f"sqlite:///{VAR_DIR / 'nexus.sqlite3'}")
+    # The embedded PostgreSQL `make run` starts in var/postgres: the same engine as production,
+    # and reached the same way from any terminal. SQLite stays a choice on purpose
+    # (DATABASE_URL=sqlite:///var/nexus.sqlite3): no server process, one file to copy.
+    _database_url = env.str("DATABASE_URL", default=dev_database_url(VAR_DIR))
 
 DEBUG = env.bool("DJANGO_DEBUG", default=not PRODUCTION and DJANGO_ENV != "test")
 VERSION = "1.0.0"
@@ -135,6 +140,9 @@ elif _db["ENGINE"] == "django.db.backends.postgresql":
             "timeout": env.float("DB_POOL_TIMEOUT", default=10.0),
         },
         "connect_timeout": 5,
+        # The URL's query options (?host=/socket/dir for the embedded server, ?sslmode=...) are
+        # kept, and win: they were chosen for that server.
+        **_db.get("OPTIONS", {}),
     }
 DATABASES = {"default": _db}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
