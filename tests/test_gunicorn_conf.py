@@ -16,6 +16,7 @@ import urllib.request
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from urllib.parse import quote
 
 import pytest
 from django.conf import settings
@@ -37,7 +38,11 @@ def free_port() -> int:
 
 def database_url() -> str:
     db = settings.DATABASES["default"]  # the test database, which this test's rows go to
-    return f"postgres://{db['USER']}:{db['PASSWORD']}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}"
+    credentials = f"{quote(db['USER'])}:{quote(db['PASSWORD'])}"
+    socket_dir = db["OPTIONS"].get("host")  # a server on a Unix socket (the session's own)
+    if socket_dir:
+        return f"postgres://{credentials}@:{db['PORT'] or 5432}/{db['NAME']}?host={quote(socket_dir)}"
+    return f"postgres://{credentials}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}"
 
 
 @pytest.fixture
