@@ -103,6 +103,19 @@ def dev_database_url(var_dir: Path) -> str:
     return postgres_url(socket_dir_of(pgdata) or pgdata, DEV_DATABASE_NAME)
 
 
+def dev_database_missing_hint(var_dir: Path) -> str:
+    """What to do when ``make run``'s PostgreSQL is not up (empty when it is): without it a
+    manage.py would only report, after the pool's wait, that it got no connection."""
+    pgdata = var_dir / "postgres"
+    pid = read_pid(pgdata / "postmaster.pid")
+    if pid is not None and pid_alive(pid):
+        return ""
+    return (
+        f"The development database (embedded PostgreSQL in {pgdata}) is not running: start "
+        f"`make run` or `make servers` in another terminal, or set DATABASE_URL."
+    )
+
+
 def _is_postgres_in(pid: int, pgdata: Path) -> bool:
     """A postmaster of this data directory: its binary is postgres and its cwd is pgdata."""
     import psutil

@@ -12,13 +12,14 @@ Three profiles, chosen by DJANGO_ENV:
 from __future__ import annotations
 
 import secrets
+import sys
 from pathlib import Path
 from typing import Any
 
 import environ
 from django.core.exceptions import ImproperlyConfigured
 
-from nexus_project.embedded import dev_database_url
+from nexus_project.embedded import dev_database_missing_hint, dev_database_url
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(environ.Env().str("NEXUS_VAR_DIR", default=str(BASE_DIR / "var")))
@@ -61,7 +62,11 @@ else:
     # The embedded PostgreSQL `make run` starts in var/postgres: the same engine as production,
     # and reached the same way from any terminal. SQLite stays a choice on purpose
     # (DATABASE_URL=sqlite:///var/nexus.sqlite3): no server process, one file to copy.
-    _database_url = env.str("DATABASE_URL", default=dev_database_url(VAR_DIR))
+    _database_url = env.str("DATABASE_URL", default="")
+    if not _database_url:
+        _database_url = dev_database_url(VAR_DIR)
+        if _hint := dev_database_missing_hint(VAR_DIR):
+            sys.stderr.write(f"{_hint}\n")  # stderr: stdout may be a command's output
 
 DEBUG = env.bool("DJANGO_DEBUG", default=not PRODUCTION and DJANGO_ENV != "test")
 VERSION = "1.0.0"
