@@ -65,8 +65,10 @@ else:
     _database_url = env.str("DATABASE_URL", default="")
     if not _database_url:
         _database_url = dev_database_url(VAR_DIR)
-        if _hint := dev_database_missing_hint(VAR_DIR):
-            sys.stderr.write(f"{_hint}\n")  # stderr: stdout may be a command's output
+        # For a person at a manage.py (not mypy, gunicorn or celery loading the settings): on
+        # stderr, since stdout may be the command's output.
+        if Path(sys.argv[0]).name == "manage.py" and (_hint := dev_database_missing_hint(VAR_DIR)):
+            sys.stderr.write(f"{_hint}\n")
 
 DEBUG = env.bool("DJANGO_DEBUG", default=not PRODUCTION and DJANGO_ENV != "test")
 VERSION = "1.0.0"
