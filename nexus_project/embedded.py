@@ -99,14 +99,14 @@ def dev_database_url(var_dir: Path) -> str:
     is in that directory, unless its path is too long for a Unix socket and the wheel put it
     under the user's runtime directory; postmaster.pid says which.
     """
-    pgdata = var_dir / "postgres"
+    pgdata = (var_dir / "postgres").resolve()  # libpq takes only an absolute path for a socket
     return postgres_url(socket_dir_of(pgdata) or pgdata, DEV_DATABASE_NAME)
 
 
 def dev_database_missing_hint(var_dir: Path) -> str:
     """What to do when ``make run``'s PostgreSQL is not up (empty when it is): without it a
     manage.py would only report, after the pool's wait, that it got no connection."""
-    pgdata = var_dir / "postgres"
+    pgdata = (var_dir / "postgres").resolve()
     pid = read_pid(pgdata / "postmaster.pid")
     if pid is not None and pid_alive(pid):
         return ""
