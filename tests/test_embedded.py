@@ -6,9 +6,11 @@ a valkey port taken by someone else refused with a message."""
 from __future__ import annotations
 
 import os
+import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -21,8 +23,12 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture(scope="module")
-def var_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tmp_path_factory.mktemp("var")
+def var_dir() -> Iterator[Path]:
+    """Not under pytest's tmp_path: as root the server runs as another user, and every pytest
+    session on the machine resets /tmp/pytest-of-root to 0700, which that user cannot cross."""
+    path = Path(tempfile.mkdtemp(prefix="nexus-embedded-test-"))
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
 
 
 @pytest.fixture(scope="module")
