@@ -41,8 +41,10 @@ BIN_DIR = Path(sys.executable).parent  # the venv's bin: gunicorn and celery liv
 STOP_TIMEOUT_SECONDS = float(os.environ.get("NEXUS_DEV_STOP_TIMEOUT", "35"))
 # After a Ctrl-C, how long the children get to exit on their own before the supervisor's TERM.
 SIGINT_GRACE_SECONDS = 3.0
-# The first start compiles nothing but imports Django, DRF and Celery in four processes at once.
+# The first start compiles nothing but imports Django, DRF and Celery in several processes at once.
 READY_TIMEOUT_SECONDS = 90.0
+# What "ready" waits for (a POST is processed at once); the other children start after it.
+READY_CHILDREN = ("web", "worker")
 
 # The README's seed conversation, printed as a ready-to-paste curl.
 SEED_BODY = (
@@ -273,16 +275,21 @@ class Supervisor:
         return broker
 
     def supervise(self, env: dict[str, str], summary: list[str], started: float) -> int:
-        for child in self.children:
-            child.start(env)
+        # Beat and Flower wait until web and worker are ready: the start is CPU-bound (every
+        # process imports Django), and neither is needed for a POST to be processed.
+        first = [c for c in self.children if c.name in READY_CHILDREN]
+        later = [c for c in self.children if c not in first]
         width = max(len(c.name) for c in self.children)
-        pumps = [child.pump(width, sys.stdout) for child in self.children]
+        pumps = []
+        for child in first:
+            child.start(env)
+            pumps.append(child.pump(width, sys.stdout))
         web_url = "http://{}:{}".format(*split_bind(env.get("GUNICORN_BIND", "127.0.0.1:8000")))
         announced = False
         failure = ""
         while not self.stopping.is_set():
             for child in self.children:
-                if not child.alive():
+                if child.process is not None and not child.alive():
                     code = child.process.returncode if child.process else None
                     failure = f"{child.name} exited unexpectedly with code {code}; stopping the rest"
             failure = failure or self.server_failure()
@@ -292,7 +299,10 @@ class Supervisor:
             # is in (health's checks.workers), not merely that gunicorn listens.
             if not announced and _pipeline_ready(web_url, time.monotonic() - started):
                 announced = True
-                say(f"ready in {time.monotonic() - started:.1f} s")
+                say(f"ready in {time.monotonic() - started:.1f} s (starting beat and flower)")
+                for child in later:
+                    child.start(env)
+                    pumps.append(child.pump(width, sys.stdout))
                 for line in summary:
                     say(line)
                 say("Ctrl-C stops everything")
