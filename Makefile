@@ -14,17 +14,18 @@ RUNTIME_STAMP := $(STAMPS)/requirements.txt
 DEV_STAMP := $(STAMPS)/requirements-dev.txt
 CELERY := $(VENV)/bin/celery -A nexus_project
 
-.PHONY: help run test chaos lint fmt bench migrate shell web worker beat flower clean deps dev-deps
+.PHONY: help run servers test chaos lint fmt bench migrate shell web worker beat flower clean deps dev-deps
 
 help:
-	@echo "make run      migrate, then web :8000, worker, beat and Flower :5555 in the foreground"
-	@echo "make test     install test tools and run the pytest suite (PYTEST_ARGS=... to select)"
+	@echo "make run      embedded PostgreSQL and valkey, migrate, then web :8000, worker, beat and Flower :5555"
+	@echo "make servers  only the embedded PostgreSQL and valkey, for the parts below in other terminals"
+	@echo "make test     the pytest suite (own PostgreSQL and valkey unless DATABASE_URL / REDIS_URL; PYTEST_ARGS=...)"
 	@echo "make chaos    the fault-injection suite: kills, flushes and restarts under load (~6 min)"
 	@echo "make lint     ruff check, ruff format --check, mypy"
 	@echo "make fmt      ruff format and ruff check --fix"
 	@echo "make bench    issue 7 figures as one JSON document (real gunicorn, worker, PostgreSQL, Redis; ~6 min)"
 	@echo "make migrate | shell | web | worker | beat | flower   one part alone"
-	@echo "make clean    caches and build litter (keeps var/: database, valkey data, secrets)"
+	@echo "make clean    caches and build litter (keeps var/: PostgreSQL data, valkey data, secrets)"
 
 $(PY):
 	$(PYTHON_BOOTSTRAP) -m venv $(VENV)
@@ -48,6 +49,9 @@ dev-deps: deps
 run: deps
 	$(PY) -m nexus_project.devrun
 
+servers: deps
+	$(PY) -m nexus_project.devrun --servers
+
 test: dev-deps
 	$(VENV)/bin/pytest $(PYTEST_ARGS)
 
@@ -67,14 +71,16 @@ fmt: dev-deps
 	$(VENV)/bin/ruff format .
 	$(VENV)/bin/ruff check --fix .
 
+# Without DATABASE_URL these reach `make run`'s (or `make servers`') embedded PostgreSQL.
 migrate: deps
 	$(PY) manage.py migrate --noinput
 
 shell: deps
 	$(PY) manage.py shell
 
-# One part alone. These use the environment as it is: without REDIS_URL the settings point at
-# the embedded valkey port (6390), which only `make run` starts; set REDIS_URL to use another.
+# One part alone. These use the environment as it is: without DATABASE_URL / REDIS_URL the
+# settings point at the embedded PostgreSQL (var/postgres) and valkey (port 6390) that
+# `make run` or `make servers` starts; set the URLs to use other servers.
 # gunicorn.conf.py assumes production when DJANGO_ENV is unset; this verb is for development.
 web: deps
 	DJANGO_ENV=$${DJANGO_ENV:-development} $(VENV)/bin/gunicorn nexus_project.wsgi:application -c gunicorn.conf.py

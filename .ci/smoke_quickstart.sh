@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
 # Quick-start smoke test, as a newcomer would do it: `make run` from this checkout with a clean
-# environment (no DATABASE_URL, no REDIS_URL: SQLite and the embedded valkey under var/), the
-# seed conversation POSTed until its job is completed, a duplicate flagged without a second
+# environment (no DATABASE_URL, no REDIS_URL: the embedded PostgreSQL and valkey), the seed
+# conversation POSTed until its job is completed, read back by a manage.py that has nothing set, a duplicate flagged without a second
 # extraction, a longer transcript as revision 2, then Ctrl-C (SIGINT to the process group)
 # must stop everything and free ports 8000, 5555 and 6390. Then the Claude path: the fake
 # Messages API server started alone, `make run` again with ANTHROPIC_BASE_URL pointing at it
 # and any ANTHROPIC_API_KEY, and the seed extracted by the claude extractor (~15 s more).
+# Its state (PostgreSQL cluster, valkey AOF, secret key) lives in a var/ of its own
+# (NEXUS_VAR_DIR in a temporary folder, removed at the end), never in the checkout's var/.
 #
 #   bash .ci/smoke_quickstart.sh        (SMOKE_START_TIMEOUT=180 covers a first install)
 #   SMOKE_CLAUDE=0 bash .ci/smoke_quickstart.sh   offline phase only
@@ -19,6 +21,9 @@ JOB_TIMEOUT=${SMOKE_JOB_TIMEOUT:-60}
 STOP_TIMEOUT=${SMOKE_STOP_TIMEOUT:-60}
 WORK=$(mktemp -d)
 LOG=$WORK/make-run.log
+# A fresh var/ of its own: a first start (initdb) as a newcomer has it, and the user's own
+# var/ database never gets the smoke test's sessions.
+export NEXUS_VAR_DIR=$WORK/var
 RUN_PID=""
 
 say() { echo "smoke | $*"; }
@@ -44,6 +49,15 @@ cleanup() {
         kill -KILL -- "-$RUN_PID" 2>/dev/null || true
     fi
     if [[ -n "$FAKE_PID" ]]; then kill "$FAKE_PID" 2>/dev/null || true; fi
+    # PostgreSQL detaches from make run (pg_ctl): after a hard stop it may still run. SIGINT is
+    # its fast shutdown.
+    local pg_pid
+    pg_pid=$(head -n 1 "$NEXUS_VAR_DIR/postgres/postmaster.pid" 2>/dev/null || true)
+    if [[ -n "$pg_pid" ]] && kill -0 "$pg_pid" 2>/dev/null; then
+        kill -INT "$pg_pid" 2>/dev/null || true
+        for _ in $(seq 1 20); do kill -0 "$pg_pid" 2>/dev/null || break; sleep 0.5; done
+    fi
+    rm -rf "$WORK"
 }
 trap cleanup EXIT
 
@@ -60,7 +74,7 @@ start_run() {
     t0=$SECONDS
     # setsid: make run leads its own process group, like a terminal's foreground job; its pid
     # is the group id (setsid does not fork when the caller is not a group leader).
-    setsid env -i PATH="$PATH" HOME="$HOME" LANG=C.UTF-8 "$@" make run >"$LOG" 2>&1 </dev/null &
+    setsid env -i PATH="$PATH" HOME="$HOME" LANG=C.UTF-8 NEXUS_VAR_DIR="$NEXUS_VAR_DIR" "$@" make run >"$LOG" 2>&1 </dev/null &
     RUN_PID=$!
     until curl -fsS -o /dev/null --max-time 2 "$BASE/healthz" 2>/dev/null; do
         kill -0 "$RUN_PID" 2>/dev/null || fail "make run exited before web answered"
@@ -140,9 +154,10 @@ wait_job() {
 wait_job 1
 say "job completed $(awk -v a="$post_started" -v b="$(date +%s.%N)" 'BEGIN{printf "%.2f", b-a}')s after the POST (target: within 2 s): $(cat "$WORK/job.json")"
 
-# django EXPR: evaluate EXPR with the app's own settings (the checkout's development ones).
+# django EXPR: evaluate EXPR with the app's own settings (development, nothing else set: like a
+# second terminal, it must reach the database make run uses).
 django() {
-    env -i PATH="$PATH" HOME="$HOME" LANG=C.UTF-8 "$PY" manage.py shell -v 0 -c \
+    env -i PATH="$PATH" HOME="$HOME" LANG=C.UTF-8 NEXUS_VAR_DIR="$NEXUS_VAR_DIR" "$PY" manage.py shell -v 0 -c \
         "from prospects.models import Prospect; from ingestion.models import Extraction; print($1)" 2>/dev/null
 }
 prospect_field() { django "Prospect.objects.get(fingerprint='test-fingerprint-456').$1"; }

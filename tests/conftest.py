@@ -1,8 +1,9 @@
 """Shared fixtures: real Redis, a real Celery worker (threads pool, in this process, so it
 uses the test database), and helpers to POST and wait for outcomes.
 
-Tests that need PostgreSQL or Redis are skipped with the reason when those are unreachable;
-CI always provides both (.ci/run).
+PostgreSQL and Redis are always there: the ones DATABASE_URL / REDIS_URL name, or the
+session's own (tests/plugins/services.py). With DATABASE_URL set to SQLite on purpose, the
+tests that need PostgreSQL are skipped, each with the reason.
 """
 
 from __future__ import annotations
@@ -21,26 +22,25 @@ from rest_framework.test import APIClient
 from ingestion.extraction import reset_extractor
 from tests.fakes.claude_api import FakeClaude
 
-
-def _redis_reachable() -> str | None:
-    try:
-        redis.Redis.from_url(settings.REDIS_URL, socket_connect_timeout=1).ping()
-    except (redis.RedisError, OSError) as exc:
-        return f"Redis not reachable at {settings.REDIS_URL} ({type(exc).__name__}); set REDIS_URL"
-    return None
-
-
-_REDIS_SKIP = _redis_reachable()
+_ON_SQLITE = settings.DATABASES["default"]["ENGINE"].endswith("sqlite3")
+_UNSET_FOR_POSTGRES = "unset DATABASE_URL and the session starts its own PostgreSQL"
+_NEEDS_POSTGRES = f"needs PostgreSQL, DATABASE_URL is SQLite: {_UNSET_FOR_POSTGRES}"
+# The in-process worker's threads and the test write to one SQLite in-memory test database at
+# once, and its shared-cache table locks fail them ("database table is locked").
+_WORKER_NEEDS_POSTGRES = (
+    f"the in-process Celery worker needs PostgreSQL (concurrent writers on SQLite fail with "
+    f"'database table is locked'): {_UNSET_FOR_POSTGRES}"
+)
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if not _ON_SQLITE:
+        return
     for item in items:
-        if "redis" in item.keywords and _REDIS_SKIP:
-            item.add_marker(pytest.mark.skip(reason=_REDIS_SKIP))
-        if "postgres" in item.keywords and not settings.DATABASES["default"]["ENGINE"].endswith("postgresql"):
-            item.add_marker(
-                pytest.mark.skip(reason="needs PostgreSQL: set DATABASE_URL=postgres://… (CI does)")
-            )
+        if "postgres" in item.keywords:
+            item.add_marker(pytest.mark.skip(reason=_NEEDS_POSTGRES))
+        elif "celery_worker" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.skip(reason=_WORKER_NEEDS_POSTGRES))
 
 
 @pytest.fixture(autouse=True)
@@ -57,8 +57,6 @@ def api() -> APIClient:
 
 @pytest.fixture
 def redis_client() -> redis.Redis:
-    if _REDIS_SKIP:
-        pytest.skip(_REDIS_SKIP)
     return redis.Redis.from_url(settings.REDIS_URL)
 
 
