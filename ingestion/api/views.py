@@ -145,7 +145,9 @@ class JobDetailView(APIView):
         },
     )
     def get(self, request: Request, queue_id: uuid.UUID) -> Response:
-        job = get_object_or_404(Job.objects.defer("messages", "metadata", "extracted"), id=queue_id)
+        job = get_object_or_404(
+            Job.objects.select_related("tenant").defer("messages", "metadata", "extracted"), id=queue_id
+        )
         return Response(JobStatusSerializer(job).data)
 
 
