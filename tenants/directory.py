@@ -38,7 +38,7 @@ class _Snapshot:
     by_slug: dict[str, TenantRef]
     by_id: dict[int, TenantRef]
     by_domain: dict[str, TenantRef]
-    expires: float
+    loaded_at: float
 
 
 _snapshot: _Snapshot | None = None
@@ -61,7 +61,7 @@ def forget() -> None:
 def _load() -> _Snapshot:
     global _snapshot
     snapshot = _snapshot
-    if snapshot is not None and snapshot.expires > time.monotonic():
+    if snapshot is not None and time.monotonic() - snapshot.loaded_at < _ttl():
         return snapshot
     rows = list(Tenant.objects.values_list("id", "slug", "active", "domains"))
     if settings.NEXUS_DEFAULT_TENANT not in {slug for _, slug, _, _ in rows}:
@@ -73,7 +73,7 @@ def _load() -> _Snapshot:
         by_slug={ref.slug: ref for ref in refs.values()},
         by_id=refs,
         by_domain={domain: refs[tenant_id] for tenant_id, _, _, domains in rows for domain in domains or []},
-        expires=time.monotonic() + _ttl(),
+        loaded_at=time.monotonic(),
     )
     _snapshot = snapshot
     return snapshot
@@ -116,7 +116,7 @@ def key_lookup(key: str) -> KeyRef | None:
     digest = key_hash(key)
     now = time.monotonic()
     cached = _keys.get(digest)
-    if cached is not None and cached[1] > now:
+    if cached is not None and now - cached[1] < _ttl():
         return cached[0]
     row = (
         TenantKey.objects.filter(key_hash=digest, revoked_at__isnull=True)
@@ -130,7 +130,7 @@ def key_lookup(key: str) -> KeyRef | None:
     with _lock:
         if len(_keys) > 10_000:  # bounded: only live keys get here, and there are few
             _keys.clear()
-        _keys[digest] = (ref, now + _ttl())
+        _keys[digest] = (ref, now)
     return ref
 
 

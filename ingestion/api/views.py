@@ -16,6 +16,8 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from tenants.directory import TenantRef
+
 from .. import selectors
 from ..logcontext import request_id_var
 from ..models import Job
@@ -24,17 +26,29 @@ from ..services import Outcome, job_accept
 from .errors import PayloadTooLarge
 from .parsers import BoundedJSONParser
 from .serializers import AcceptedSerializer, ErrorSerializer, JobStatusSerializer, ProducerRequestSerializer
-from .throttling import BatchedThrottlesMixin, ClientIpThrottle, SessionThrottle
+from .tenancy import TenantKeyAuthentication, resolve
+from .throttling import BatchedThrottlesMixin, ClientIpThrottle, KeyThrottle, SessionThrottle
 
 
 class ProducerView(BatchedThrottlesMixin, APIView):
     """The widget's endpoint: record the conversation durably and answer at once."""
 
-    authentication_classes: list[Any] = []
+    # A server-side producer's key (Authorization: Bearer); browsers send none.
+    authentication_classes: list[Any] = [TenantKeyAuthentication]
     permission_classes: list[Any] = []
     parser_classes = [BoundedJSONParser]
-    # The IP throttle bounds a machine; the session throttle (POST only) bounds one sessionId.
-    throttle_classes = [ClientIpThrottle, SessionThrottle]
+    # The IP throttle bounds a machine (not a keyed server: it posts for all its visitors from
+    # one address), the key throttle a keyed server, the session throttle (POST only) one
+    # sessionId of one tenant.
+    throttle_classes = [ClientIpThrottle, KeyThrottle, SessionThrottle]
+    tenant: TenantRef | None = None
+
+    def check_permissions(self, request: Request) -> None:
+        # After the key, before the throttles (which count per tenant): a request refused for
+        # its tenant costs no throttle slot, no parse and no row.
+        super().check_permissions(request)
+        if request.method == "POST":
+            self.tenant = resolve(request)
 
     def initial(self, request: Request, *args: Any, **kwargs: Any) -> None:
         # A declared oversize body is refused before throttles or parsers read a byte of it.
@@ -50,7 +64,18 @@ class ProducerView(BatchedThrottlesMixin, APIView):
         request=ProducerRequestSerializer,
         responses={
             202: OpenApiResponse(AcceptedSerializer, description="Recorded durably; extraction queued."),
-            400: OpenApiResponse(ErrorSerializer, description="Malformed JSON or a field over its limit."),
+            400: OpenApiResponse(
+                ErrorSerializer,
+                description="Malformed JSON, a field over its limit, or an X-Tenant-Id naming no tenant.",
+            ),
+            401: OpenApiResponse(
+                ErrorSerializer, description="Authorization: Bearer with an unknown or revoked key."
+            ),
+            403: OpenApiResponse(
+                ErrorSerializer,
+                description="tenant_mismatch (X-Tenant-Id against the key or origin), tenant_inactive, "
+                "or origin_not_allowed; nothing recorded.",
+            ),
             409: OpenApiResponse(ErrorSerializer, description="sessionId bound to another fingerprint."),
             413: OpenApiResponse(ErrorSerializer, description="Body over the byte limit."),
             415: OpenApiResponse(ErrorSerializer, description="Body is not application/json."),
@@ -69,7 +94,9 @@ class ProducerView(BatchedThrottlesMixin, APIView):
         correlation_id = request_id_var.get()
         client_id_kept = request.headers.get("X-Request-Id") == correlation_id
         message_id = uuid.uuid4().hex if client_id_kept else correlation_id
+        assert self.tenant is not None  # check_permissions settled it for every POST
         accepted = job_accept(
+            tenant_id=self.tenant.id,
             session_id=data["sessionId"],
             fingerprint=data["fingerprint"],
             messages=data["messages"],
