@@ -23,6 +23,7 @@ from ..logcontext import request_id_var
 from ..models import Job
 from ..ops import health
 from ..services import Outcome, job_accept
+from . import openapi  # noqa: F401 - registers the key's security scheme
 from .errors import PayloadTooLarge
 from .parsers import BoundedJSONParser
 from .serializers import AcceptedSerializer, ErrorSerializer, JobStatusSerializer, ProducerRequestSerializer
@@ -61,6 +62,12 @@ class ProducerView(BatchedThrottlesMixin, APIView):
     @extend_schema(
         operation_id="producer_accept",
         summary="Queue a conversation for prospect extraction",
+        description="The tenant comes from the key (Authorization: Bearer), else the Origin's host "
+        "among the tenants' domains (else the Referer's), else the X-Tenant-Id header, else the "
+        "default tenant. An X-Tenant-Id naming another tenant than the key or origin is 403 "
+        "tenant_mismatch; one naming no tenant is 400 unknown_tenant; an origin that is neither a "
+        "tenant domain nor in CORS_ALLOWED_ORIGINS is 403 origin_not_allowed; an inactive "
+        "tenant is 403 tenant_inactive. Nothing is recorded on any of these.",
         request=ProducerRequestSerializer,
         responses={
             202: OpenApiResponse(AcceptedSerializer, description="Recorded durably; extraction queued."),
