@@ -59,6 +59,11 @@ class TenantAdmin(admin.ModelAdmin):
     search_fields = ["slug", "name"]
     inlines = [TenantKeyInline]
 
+    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> Any:
+        # A slug is what X-Tenant-Id and the metrics name: renaming one would silently move or
+        # break its producers, so it is fixed once made.
+        return ["slug"] if obj is not None else []
+
     @admin.display(description="domains")
     def domain_list(self, tenant: Tenant) -> str:
         return ", ".join(tenant.domains) or "—"

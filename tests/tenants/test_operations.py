@@ -148,4 +148,4 @@ def test_intake_counters_are_labelled_by_tenant_with_one_label_for_the_unresolve
     assert grew("default", "accepted", "") == 1
     assert grew("ecommerce", "rejected", "validation_error") == 1
     assert grew("unknown", "rejected", "unknown_tenant") == 2
-    assert {tenant for tenant, _, _ in after} <= {"default", "ecommerce", "unknown"}
+    assert not {"made-up-1", "made-up-2"} & {tenant for tenant, _, _ in after}  # never client input

@@ -132,3 +132,28 @@ def test_one_session_id_in_two_tenants_is_throttled_apart(api, key, rates):
     again = post(api, key, producer_body(session_id=session)).status_code
 
     assert (first, other_tenant, again) == (202, 202, 429)
+
+
+@pytest.mark.redis
+def test_one_fingerprint_through_two_tenants_ends_as_two_prospects(celery_worker, api, key):
+    """End to end through a real worker: the shop's widget and the keyed WhatsApp webhook, the
+    same visitor id in both, give one Prospect in each tenant."""
+    from prospects.models import Prospect
+    from tests.conftest import transcript, wait_for
+
+    body = {"messages": transcript("Hola, me llamo Rosa Díaz"), "fingerprint": "wa_573001234567"}
+    shop = api.post(
+        URL,
+        {**body, "sessionId": "gc-1"},
+        format="json",
+        HTTP_ORIGIN="https://shop.example",
+        HTTP_X_TENANT_ID="ecommerce",
+    )
+    whatsapp = post(api, key, {**body, "sessionId": "wa_573001234567"})
+    assert (shop.status_code, whatsapp.status_code) == (202, 202)
+
+    wait_for(lambda: Job.objects.filter(status="completed").count() == 2)
+
+    prospects = {p.tenant.slug: p for p in Prospect.objects.select_related("tenant")}
+    assert set(prospects) == {"ecommerce", "whatsapp"}
+    assert all(p.nombre == "Rosa Díaz" and p.fingerprint == "wa_573001234567" for p in prospects.values())
