@@ -157,3 +157,16 @@ def test_one_fingerprint_through_two_tenants_ends_as_two_prospects(celery_worker
     prospects = {p.tenant.slug: p for p in Prospect.objects.select_related("tenant")}
     assert set(prospects) == {"ecommerce", "whatsapp"}
     assert all(p.nombre == "Rosa Díaz" and p.fingerprint == "wa_573001234567" for p in prospects.values())
+
+
+@pytest.mark.redis
+def test_a_keyed_post_s_throttles_are_decided_in_one_redis_round_trip(api, key, rates, redis_client):
+    rates(producer_ip="100/min", producer_key="100/min", producer_session="100/min")
+    assert post(api, key).status_code == 202  # loads the script
+    redis_client.config_resetstat()
+
+    assert post(api, key).status_code == 202
+
+    stats = redis_client.info("commandstats")
+    scripts = sum(stats.get(f"cmdstat_{name}", {}).get("calls", 0) for name in ("evalsha", "eval"))
+    assert scripts == 1
