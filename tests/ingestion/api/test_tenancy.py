@@ -151,3 +151,21 @@ def test_an_inactive_tenant_s_requests_are_403_and_nothing_is_recorded(api, tena
 
 def test_the_health_get_needs_no_tenant(api, tenants):
     assert api.get(URL, HTTP_ORIGIN="https://evil.example").status_code == 200
+
+
+def test_log_lines_inside_a_request_carry_its_tenant():
+    import logging
+
+    from ingestion.logcontext import ContextFilter, tenant_var
+
+    token = tenant_var.set("ecommerce")
+    try:
+        record = logging.LogRecord("x", logging.INFO, __file__, 1, "accepted", None, None)
+        ContextFilter().filter(record)
+    finally:
+        tenant_var.reset(token)
+    outside = logging.LogRecord("x", logging.INFO, __file__, 1, "idle", None, None)
+    ContextFilter().filter(outside)
+
+    assert record.tenant == "ecommerce"
+    assert not hasattr(outside, "tenant")
