@@ -52,18 +52,18 @@ class PurgedFilter(admin.SimpleListFilter):
 @admin.register(Job)
 class JobAdmin(admin.ModelAdmin):
     list_display = [
-        "session_id", "status", "revision", "processed_revision", "attempts", "claims",
+        "session_id", "tenant", "status", "revision", "processed_revision", "attempts", "claims",
         "error_category", "short_error", "age", "prospect", "trigger",
     ]  # fmt: skip
-    list_filter = ["status", "error_category", PurgedFilter, "revised_at"]
+    list_filter = ["tenant", "status", "error_category", PurgedFilter, "revised_at"]
     search_fields = ["session_id", "fingerprint"]
-    list_select_related = ["prospect"]
+    list_select_related = ["prospect", "tenant"]
     ordering = ["-revised_at"]
     date_hierarchy = "revised_at"
     actions = ["requeue", "reextract"]
     list_per_page = 100
     readonly_fields = [
-        "id", "session_id", "fingerprint", "status", "revision", "processed_revision", "attempts",
+        "id", "tenant", "session_id", "fingerprint", "status", "revision", "processed_revision", "attempts",
         "claims", "error_category", "last_error", "next_attempt_at", "dispatched_at", "lease_until",
         "trigger", "prospect", "created_at", "updated_at", "revised_at", "enqueued_at",
         "started_at", "processed_at", "purged_at", "message_count", "transcript_hash",

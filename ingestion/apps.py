@@ -7,8 +7,12 @@ class IngestionConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
+        from corsheaders.signals import check_request_enabled
+
+        from .api.cors import allow_tenant_origins
         from .ops import checks  # noqa: F401 - registers the system checks
         from .ops.schedules import sync_schedules
         from .worker import heartbeat  # noqa: F401 - connects the worker signals
 
         post_migrate.connect(sync_schedules, sender=self, dispatch_uid="nexus-schedules")
+        check_request_enabled.connect(allow_tenant_origins, dispatch_uid="nexus-tenant-cors")

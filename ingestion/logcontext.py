@@ -10,6 +10,8 @@ from contextvars import ContextVar
 from typing import Any
 
 request_id_var: ContextVar[str] = ContextVar("request_id", default="")
+# The tenant a producer request settled on (its slug; empty until then or outside a request).
+tenant_var: ContextVar[str] = ContextVar("tenant", default="")
 # The job being worked on in this task: {"job_id": …, "session_id": …} (empty outside a task).
 job_context_var: ContextVar[dict[str, str]] = ContextVar("job_context", default={})  # noqa: B039 - never mutated
 
@@ -36,6 +38,8 @@ class ContextFilter(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         if not getattr(record, "request_id", None):
             record.request_id = request_id_var.get()
+        if not getattr(record, "tenant", None) and tenant_var.get():
+            record.tenant = tenant_var.get()
         for key, value in job_context_var.get().items():
             if not getattr(record, key, None):
                 setattr(record, key, value)

@@ -15,6 +15,8 @@ from typing import Any
 from django.db import models
 from django.db.models import Q
 
+from tenants.directory import default_tenant_id
+
 
 class JobStatus(models.TextChoices):
     PENDING = "pending", "Pending"
@@ -32,7 +34,11 @@ FRESH_RUN: MappingProxyType[str, Any] = MappingProxyType(
 
 class Job(models.Model):
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
-    session_id = models.CharField(max_length=128, unique=True)
+    # The site or channel the POST came for; a sessionId is unique within its tenant.
+    tenant = models.ForeignKey(
+        "tenants.Tenant", on_delete=models.PROTECT, related_name="jobs", default=default_tenant_id
+    )
+    session_id = models.CharField(max_length=128)
     fingerprint = models.CharField(max_length=128, blank=True, default="")
 
     # The latest transcript. Blanked by cleanup after retention (purged_at set); the hash and
@@ -79,6 +85,10 @@ class Job(models.Model):
 
     class Meta:
         ordering = ["-revised_at"]
+        constraints = [
+            # The producer's INSERT … ON CONFLICT (tenant_id, session_id) relies on it.
+            models.UniqueConstraint(fields=["tenant", "session_id"], name="job_tenant_session"),
+        ]
         indexes = [
             # The sweeper's two questions and the health/metrics queue figures.
             models.Index(

@@ -18,6 +18,7 @@ from django.utils import timezone
 from redis.exceptions import RedisError
 
 from prospects.services import SessionData
+from tenants.models import Tenant
 
 from .models import Extraction, ExtractionOutcome, Job, JobStatus
 
@@ -41,6 +42,24 @@ def queue_counts() -> dict[str, Any]:
         when = ages[name]
         row[f"{name}_pending_age_s"] = round((now - when).total_seconds(), 3) if when else 0.0
     return row
+
+
+def open_jobs_by_tenant() -> dict[str, dict[str, int]]:
+    """Pending, processing and failed jobs per tenant slug (every tenant listed, zeros too)."""
+    open_statuses = [JobStatus.PENDING, JobStatus.PROCESSING, JobStatus.FAILED]
+    table = {
+        slug: dict.fromkeys(map(str, open_statuses), 0)
+        for slug in Tenant.objects.values_list("slug", flat=True)
+    }
+    rows = (
+        Job.objects.filter(status__in=open_statuses)
+        .values_list("tenant__slug", "status")
+        .annotate(n=Count("id"))
+        .order_by()
+    )
+    for slug, status, n in rows:
+        table.setdefault(slug, dict.fromkeys(map(str, open_statuses), 0))[status] = n
+    return table
 
 
 def job_status_counts() -> dict[str, int]:
@@ -159,6 +178,7 @@ def queue_metrics() -> dict[str, Any]:
         "newest_pending_age_s": queue["newest_pending_age_s"],
         "totals": {"jobs": totals["jobs"], "revisions": totals["revisions"] or 0},
         "by_status_24h": status_summary(hours=24),
+        "by_tenant": open_jobs_by_tenant(),
         "last_hour": window,
         "error_rate": window["error_rate"],
         "alerts": [name for name, figure in alert_figures(queue, window).items() if figure["crossed"]],

@@ -21,6 +21,7 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from nexus_project.db import model_update
+from tenants import directory
 
 from .dispatch import dispatch_outstanding, publish_on_commit
 from .models import FRESH_RUN, Job, JobStatus
@@ -55,26 +56,30 @@ def transcript_hash(messages: list[dict[str, str]]) -> str:
 
 def job_accept(
     *,
+    tenant_id: int | None = None,
     session_id: str,
     fingerprint: str,
     messages: list[dict[str, str]],
     metadata: dict[str, Any],
 ) -> Acceptance:
-    """Record a POSTed transcript in the session's ledger row (SPEC §4 POST semantics)."""
+    """Record a POSTed transcript in the session's ledger row (SPEC §4 POST semantics); a
+    session is the tenant's (None: the default tenant)."""
+    if tenant_id is None:
+        tenant_id = directory.default_tenant().id
     now = timezone.now()
     digest = transcript_hash(messages)
     # A new session is one statement (INSERT … ON CONFLICT DO NOTHING RETURNING), committed on
     # its own: no BEGIN/SELECT/COMMIT round trips on the path every conversation starts with.
-    job = _insert_job(session_id, fingerprint, messages, digest, metadata, now)
+    job = _insert_job(tenant_id, session_id, fingerprint, messages, digest, metadata, now)
     if job is not None:
         publish_on_commit(job.id)
         return Acceptance(job.id, Outcome.CREATED, 1, dispatched=True)
     with transaction.atomic():
-        job = _lock_job(session_id)
+        job = _lock_job(tenant_id, session_id)
         if job is None:  # the row was deleted since our INSERT met it: this POST starts it again
-            job = _insert_job(session_id, fingerprint, messages, digest, metadata, now)
+            job = _insert_job(tenant_id, session_id, fingerprint, messages, digest, metadata, now)
             if job is None:
-                job = _lock_job(session_id)
+                job = _lock_job(tenant_id, session_id)
                 assert job is not None
             else:
                 publish_on_commit(job.id)
@@ -112,17 +117,18 @@ def job_accept(
         return Acceptance(job.id, Outcome.REVISED, job.revision, dispatched=dispatch)
 
 
-def _lock_job(session_id: str) -> Job | None:
+def _lock_job(tenant_id: int, session_id: str) -> Job | None:
     # The transcript and result are only read when needed: most POSTs never look at them.
     return (
         Job.objects.select_for_update()
         .defer("messages", "extracted", "metadata")
-        .filter(session_id=session_id)
+        .filter(tenant_id=tenant_id, session_id=session_id)
         .first()
     )
 
 
 def _insert_job(
+    tenant_id: int,
     session_id: str,
     fingerprint: str,
     messages: list[dict[str, str]],
@@ -134,6 +140,7 @@ def _insert_job(
 
     One round trip; the column list comes from the model, so it follows migrations."""
     job = Job(
+        tenant_id=tenant_id,
         session_id=session_id,
         fingerprint=fingerprint,
         messages=messages,
@@ -172,7 +179,7 @@ def _insert_sql() -> str:
     placeholders = ", ".join(f"%({column})s" for column in columns)
     return (
         f"INSERT INTO {Job._meta.db_table} ({names}) VALUES ({placeholders}) "  # noqa: S608 - model names
-        "ON CONFLICT (session_id) DO NOTHING RETURNING id"
+        "ON CONFLICT (tenant_id, session_id) DO NOTHING RETURNING id"
     )
 
 

@@ -10,6 +10,7 @@ throttle off, ``ANTHROPIC_THINKING=`` sends no thinking parameter).
 from __future__ import annotations
 
 import os
+import re
 
 from django.core.exceptions import ImproperlyConfigured
 
@@ -71,3 +72,44 @@ def env_list(name: str, default: list[str] | None = None) -> list[str]:
     if value is None:
         return list(default or [])
     return [item.strip() for item in value.split(",") if item.strip()]
+
+
+# A tenant slug: what X-Tenant-Id carries and what labels metrics; plain and short.
+TENANT_SLUG = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}")
+# A host name as an Origin carries it: letters, digits, dots and hyphens, no scheme or port.
+TENANT_DOMAIN = re.compile(
+    r"(?=.{1,253}\Z)[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?)*"
+)
+
+
+def env_tenants(name: str) -> dict[str, list[str]]:
+    """``slug=domain1,domain2;slug2=domain3`` as {slug: [domains]}; ``slug=`` is a tenant
+    without domains (a server-only channel). Anything else stops the process, naming it."""
+    value = _raw(name)
+    tenants: dict[str, list[str]] = {}
+    owner: dict[str, str] = {}
+    for entry in (value or "").split(";"):
+        entry = entry.strip()
+        if not entry:
+            continue
+        slug, sep, domains = entry.partition("=")
+        slug = slug.strip()
+        if not sep or not TENANT_SLUG.fullmatch(slug):
+            raise ImproperlyConfigured(
+                f"{name}: {entry!r} is not slug=domain1,domain2 (a slug is lower-case letters, digits, "
+                "_ and -, up to 64; entries are separated by ;)"
+            )
+        if slug in tenants:
+            raise ImproperlyConfigured(f"{name}: tenant {slug!r} is listed twice")
+        hosts = [d.strip().lower() for d in domains.split(",") if d.strip()]
+        for host in hosts:
+            if not TENANT_DOMAIN.fullmatch(host):
+                raise ImproperlyConfigured(
+                    f"{name}: {host!r} (tenant {slug!r}) is not a domain: give the host alone, "
+                    "e.g. shop.example.com, without scheme, port or path"
+                )
+            if host in owner:
+                raise ImproperlyConfigured(f"{name}: domain {host!r} is in both {owner[host]!r} and {slug!r}")
+            owner[host] = slug
+        tenants[slug] = hosts
+    return tenants

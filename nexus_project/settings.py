@@ -20,7 +20,7 @@ import environ
 from django.core.exceptions import ImproperlyConfigured
 
 from .embedded import dev_database_missing_hint, dev_database_url
-from .env import env_bool, env_float, env_int, env_list, env_str
+from .env import TENANT_SLUG, env_bool, env_float, env_int, env_list, env_str, env_tenants
 from .prices import ANTHROPIC_PRICES as _DEFAULT_PRICES
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -85,6 +85,7 @@ INSTALLED_APPS = [
     "drf_spectacular",
     "corsheaders",
     "django_celery_beat",
+    "tenants",
     "prospects",
     "ingestion",
 ]
@@ -292,6 +293,21 @@ NEXUS: dict[str, Any] = {
     "HEARTBEAT_TTL_SECONDS": env_float("NEXUS_HEARTBEAT_TTL_SECONDS", 20.0),
 }
 
+# --- Tenants ---------------------------------------------------------------------------------
+# The sites and channels served: "slug=domain1,domain2;slug2=domain3" ("whatsapp=" is a tenant
+# without domains). Created or updated at migrate, never deleted; the admin edits them after.
+NEXUS_TENANTS = env_tenants("NEXUS_TENANTS")
+# Requests with no origin (and no key or X-Tenant-Id) land here; it always exists.
+NEXUS_DEFAULT_TENANT = env_str("NEXUS_DEFAULT_TENANT", "default")
+if not TENANT_SLUG.fullmatch(NEXUS_DEFAULT_TENANT):
+    raise ImproperlyConfigured(
+        f"NEXUS_DEFAULT_TENANT={NEXUS_DEFAULT_TENANT!r} is not a slug (lower-case letters, digits, _ and -)"
+    )
+# Each process reads the tenants (and remembers a used key) for this long: how soon a tenant
+# or domain added in the admin, or a key revoked, takes effect everywhere. Short, so no
+# restart is needed; long enough that a POST never pays a query for them.
+NEXUS_TENANT_CACHE_SECONDS = env_float("NEXUS_TENANT_CACHE_SECONDS", 10.0)
+
 # --- Extraction -------------------------------------------------------------------------------
 ANTHROPIC_API_KEY = env_str("ANTHROPIC_API_KEY")
 ANTHROPIC_BASE_URL = env_str("ANTHROPIC_BASE_URL") or None
@@ -315,14 +331,19 @@ ANTHROPIC_PRICES = _DEFAULT_PRICES
 
 
 # --- HTTP -------------------------------------------------------------------------------------
-# Only the widget's sites may call the API from a browser, and only under /api/ (never admin).
+# Only the widget's sites may call the API from a browser, and only under /api/ (never admin):
+# these origins, and the tenants' domains (https; http too for localhost outside production),
+# which ingestion/api/cors.py allows through django-cors-headers' check_request_enabled signal,
+# read from the tenants' cache so a domain added in the admin needs no restart.
 CORS_ALLOWED_ORIGINS = env_list("CORS_ALLOWED_ORIGINS")
 CORS_URLS_REGEX = r"^/api/.*$"
 # The widget only reads health and posts; credentials are never sent (the API has no cookies).
 CORS_ALLOW_METHODS = ["GET", "POST", "OPTIONS"]
 CORS_ALLOW_CREDENTIALS = False
 # The widget may send its own correlation id, and its script may read the ids we answer with.
-CORS_ALLOW_HEADERS = ["accept", "content-type", "x-request-id"]
+# x-tenant-id: the shop widget names its tenant; authorization: a keyed producer (its key, not
+# CORS, is what admits it, but a page may still send one).
+CORS_ALLOW_HEADERS = ["accept", "content-type", "x-request-id", "x-tenant-id", "authorization"]
 CORS_EXPOSE_HEADERS = ["x-request-id", "x-message-id", "x-queue-id", "location", "retry-after"]
 
 
@@ -335,7 +356,7 @@ def _rate(name: str, default: str) -> str | None:
 # The widget posts once per visitor message: 30/min per session is far above any typist and
 # 300/min per address leaves room for a busy office behind one NAT. The test profile starts
 # with throttling off (one client address runs the whole suite); its own tests turn it on.
-_THROTTLE_DEFAULTS = ("", "") if DJANGO_ENV == "test" else ("300/min", "30/min")
+_THROTTLE_DEFAULTS = ("", "", "") if DJANGO_ENV == "test" else ("300/min", "30/min", "1200/min")
 REST_FRAMEWORK = {
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
@@ -345,6 +366,10 @@ REST_FRAMEWORK = {
     "DEFAULT_THROTTLE_RATES": {
         "producer_ip": _rate("NEXUS_THROTTLE_IP_RATE", _THROTTLE_DEFAULTS[0]),
         "producer_session": _rate("NEXUS_THROTTLE_SESSION_RATE", _THROTTLE_DEFAULTS[1]),
+        # A keyed server (the WhatsApp webhook) posts for all its visitors from one address, so
+        # it skips the per-IP limit and gets this one per key: 20/s is ~200 people typing at
+        # once, and still bounds what a leaked key can spend before it is revoked.
+        "producer_key": _rate("NEXUS_THROTTLE_KEY_RATE", _THROTTLE_DEFAULTS[2]),
     },
     # Proxies in front of the app that append to X-Forwarded-For (1 behind one nginx/ALB).
     # 0 trusts only the socket address: a client-sent X-Forwarded-For is then ignored, so it

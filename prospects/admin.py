@@ -23,7 +23,7 @@ from django.utils import timezone
 from .models import Prospect
 
 CSV_COLUMNS = [
-    "id", "nombre", "email", "telefono", "ocupacion", "arquetipo", "nivel_interes",
+    "id", "tenant", "nombre", "email", "telefono", "ocupacion", "arquetipo", "nivel_interes",
     "momento_optimo", "objeciones", "stage", "fingerprint", "session_count", "first_seen_at",
     "last_seen_at",
 ]  # fmt: skip
@@ -59,9 +59,8 @@ def prospects_csv(prospects: Iterable[Prospect]) -> Iterator[str]:
 
 def _csv_response(queryset: QuerySet[Prospect]) -> StreamingHttpResponse:
     name = f"prospects-{timezone.now():%Y%m%d-%H%M%S}.csv"
-    response = StreamingHttpResponse(
-        prospects_csv(queryset.iterator(chunk_size=500)), content_type="text/csv; charset=utf-8"
-    )
+    rows = queryset.select_related("tenant").iterator(chunk_size=500)
+    response = StreamingHttpResponse(prospects_csv(rows), content_type="text/csv; charset=utf-8")
     response["Content-Disposition"] = f'attachment; filename="{name}"'
     return response
 
@@ -69,18 +68,19 @@ def _csv_response(queryset: QuerySet[Prospect]) -> StreamingHttpResponse:
 @admin.register(Prospect)
 class ProspectAdmin(admin.ModelAdmin):
     list_display = [
-        "__str__", "nombre", "email", "telefono", "arquetipo", "nivel_interes", "momento_optimo",
-        "stage", "session_count", "last_seen_at",
+        "__str__", "tenant", "nombre", "email", "telefono", "arquetipo", "nivel_interes",
+        "momento_optimo", "stage", "session_count", "last_seen_at",
     ]  # fmt: skip
+    list_select_related = ["tenant"]
     list_display_links = ["__str__"]
     search_fields = ["nombre", "email", "telefono", "fingerprint"]
-    list_filter = ["arquetipo", "momento_optimo", "stage", "last_seen_at", "first_seen_at"]
+    list_filter = ["tenant", "arquetipo", "momento_optimo", "stage", "last_seen_at", "first_seen_at"]
     # Hottest first; a prospect not yet rated sorts last, not first (PostgreSQL puts NULLs
     # first in a descending order).
     ordering = [F("nivel_interes").desc(nulls_last=True), "-last_seen_at"]
     date_hierarchy = "last_seen_at"
     readonly_fields = [
-        "key", "fingerprint", "nombre", "email", "telefono", "ocupacion", "nivel_interes",
+        "tenant", "key", "fingerprint", "nombre", "email", "telefono", "ocupacion", "nivel_interes",
         "momento_optimo", "arquetipo", "objeciones", "stage", "first_seen_at", "last_seen_at",
         "session_count", "created_at", "updated_at",
     ]  # fmt: skip

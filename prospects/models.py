@@ -4,13 +4,19 @@ from __future__ import annotations
 
 from django.db import models
 
+from tenants.directory import default_tenant_id
+
 from .vocabulary import Arquetipo, Momento, Stage
 
 
 class Prospect(models.Model):
-    # "fp:<fingerprint>", or "sid:<sessionId>" for a session without fingerprint, so nothing
-    # is dropped and the two namespaces cannot collide.
-    key = models.CharField(max_length=140, unique=True)
+    # The site or channel the visitor came through: a visitor is per (tenant, key).
+    tenant = models.ForeignKey(
+        "tenants.Tenant", on_delete=models.PROTECT, related_name="prospects", default=default_tenant_id
+    )
+    # services.prospect_key: "fp:<fingerprint>", or "sid:<sessionId>" for a session without
+    # fingerprint, so nothing is dropped and the two namespaces cannot collide.
+    key = models.CharField(max_length=140)
     fingerprint = models.CharField(max_length=128, blank=True, default="", db_index=True)
 
     nombre = models.CharField(max_length=200, null=True, blank=True)
@@ -31,6 +37,10 @@ class Prospect(models.Model):
 
     class Meta:
         ordering = ["-last_seen_at"]
+        constraints = [
+            # prospect_lock's INSERT … ON CONFLICT (tenant_id, key) relies on it.
+            models.UniqueConstraint(fields=["tenant", "key"], name="prospect_tenant_key"),
+        ]
         indexes = [
             models.Index(fields=["email"], name="prospect_email"),
             models.Index(fields=["telefono"], name="prospect_telefono"),

@@ -30,7 +30,8 @@ class SessionData:
 
 
 def prospect_key(*, fingerprint: str, session_id: str = "") -> str:
-    """The visitor's identity: their fingerprint, or for a session without one the session."""
+    """The visitor's identity within a tenant (a Prospect is unique per (tenant, key)): their
+    fingerprint, or for a session without one the session."""
     return f"fp:{fingerprint}" if fingerprint else f"sid:{session_id}"
 
 
@@ -70,16 +71,25 @@ def fold(extractions: Iterable[dict[str, Any]]) -> tuple[dict[str, Any], Stage]:
     return data, stage
 
 
-def prospect_lock(*, key: str, fingerprint: str, seen_at: datetime) -> int:
-    """The id of the visitor's Prospect, created on first sight, locked for this transaction.
+def prospect_lock(*, tenant_id: int, key: str, fingerprint: str, seen_at: datetime) -> int:
+    """The id of the tenant's visitor's Prospect, created on first sight, locked for this
+    transaction.
 
-    One statement: INSERT … ON CONFLICT (key) DO UPDATE SET key = EXCLUDED.key RETURNING id.
+    One statement: INSERT … ON CONFLICT (tenant_id, key) DO UPDATE SET key = EXCLUDED.key RETURNING id.
     The no-op update locks an existing row as SELECT … FOR UPDATE would, and a concurrent
     first sight waits on the unique key instead of failing, so no savepoint is needed."""
     (prospect,) = Prospect.objects.bulk_create(
-        [Prospect(key=key, fingerprint=fingerprint, first_seen_at=seen_at, last_seen_at=seen_at)],
+        [
+            Prospect(
+                tenant_id=tenant_id,
+                key=key,
+                fingerprint=fingerprint,
+                first_seen_at=seen_at,
+                last_seen_at=seen_at,
+            )
+        ],
         update_conflicts=True,
-        unique_fields=["key"],
+        unique_fields=["tenant", "key"],
         update_fields=["key"],
     )
     return int(prospect.pk)
@@ -95,6 +105,6 @@ def prospect_refold(*, prospect_id: int, sessions: Sequence[SessionData]) -> dic
     if sessions:
         derived["first_seen_at"] = min(s.created_at for s in sessions)
         derived["last_seen_at"] = max(s.revised_at for s in sessions)
-    # Only what the fold decides; key, fingerprint and created_at stay as they are.
+    # Only what the fold decides; tenant, key, fingerprint and created_at stay as they are.
     Prospect.objects.filter(pk=prospect_id).update(**derived, updated_at=timezone.now())
     return data

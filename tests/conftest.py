@@ -44,6 +44,17 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 
 @pytest.fixture(autouse=True)
+def _fresh_tenants() -> Iterator[None]:
+    """The tenants' per-process cache is forgotten around each test: a rolled-back or flushed
+    test database must not leave ids of rows that are gone."""
+    from tenants import directory
+
+    directory.forget()
+    yield
+    directory.forget()
+
+
+@pytest.fixture(autouse=True)
 def _fresh_extractor() -> Iterator[None]:
     reset_extractor()
     yield

@@ -147,6 +147,7 @@ def test_prometheus_evaluates_the_rules_and_the_dashboard_on_a_real_scrape(celer
     # histogram, the breaker, the heartbeat.
     for key in [
         ("Intake by outcome", "{{outcome}}"),
+        ("Intake by tenant", "{{tenant}} {{outcome}}"),
         ("Queue depth", "threshold"),
         ("Latency p50 / p95", "pipeline p95"),
         ("Circuit breaker", "breaker"),

@@ -8,7 +8,7 @@ from collections.abc import Callable
 
 from django.http import HttpRequest, HttpResponse
 
-from ..logcontext import clean_request_id, request_id_var
+from ..logcontext import clean_request_id, request_id_var, tenant_var
 from ..ops import metrics
 from .probes import healthz, prometheus_metrics, readyz
 
@@ -22,9 +22,11 @@ class RequestIdMiddleware:
     def __call__(self, request: HttpRequest) -> HttpResponse:
         request_id = clean_request_id(request.headers.get("X-Request-Id"))
         token = request_id_var.set(request_id)
+        tenant_token = tenant_var.set("")
         try:
             response = self.get_response(request)
         finally:
+            tenant_var.reset(tenant_token)
             request_id_var.reset(token)
         response["X-Request-Id"] = request_id
         return response
@@ -71,9 +73,8 @@ class ProducerMetricsMiddleware:
         match = request.resolver_match
         if request.method == "POST" and match is not None and match.url_name == "producer":
             try:
-                metrics.record_post(
-                    *metrics.post_outcome(response.status_code, getattr(response, "data", None))
-                )
+                outcome, reason = metrics.post_outcome(response.status_code, getattr(response, "data", None))
+                metrics.record_post(outcome, reason, tenant=tenant_var.get())
             except OSError as exc:  # multiprocess files unwritable: a lost count, not a lost POST
                 logger.warning("producer metric not counted", extra={"error": type(exc).__name__})
         return response

@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.conf import settings
+from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from rest_framework.permissions import BasePermission
 from rest_framework.request import Request
 from rest_framework.views import APIView
@@ -26,6 +27,22 @@ class DocsAccess(BasePermission):
             return True
         user = getattr(request, "user", None)
         return bool(user is not None and user.is_active and user.is_staff)
+
+
+class TenantKeyScheme(OpenApiAuthenticationExtension):
+    """The producer key as an optional bearer scheme (browsers send none)."""
+
+    target_class = "ingestion.api.tenancy.TenantKeyAuthentication"
+    name = "tenantKey"
+
+    def get_security_definition(self, auto_schema: Any) -> dict[str, Any]:
+        return {
+            "type": "http",
+            "scheme": "bearer",
+            "description": "A server-side producer's key (manage.py tenant_key create): the request "
+            "gets the key's tenant, skips the origin check and the per-IP throttle. 401 when unknown "
+            "or revoked.",
+        }
 
 
 def postprocess_strict_request(result: dict[str, Any], generator: Any, **kwargs: Any) -> dict[str, Any]:
@@ -53,11 +70,20 @@ def postprocess_strict_request(result: dict[str, Any], generator: Any, **kwargs:
         "enqueuedAt, and url/userAgent from the Referer/User-Agent headers when absent."
     )
     _document_headers(result)
+    _key_optional(result)
     request["description"] = (
         f"The whole conversation so far. The body may be at most {limits['MAX_BODY_BYTES']} bytes "
         "(413 beyond). Unknown properties are refused (400), not ignored."
     )
     return result
+
+
+def _key_optional(result: dict[str, Any]) -> None:
+    """The producer's key is optional (browsers send none): ``{}`` beside the bearer scheme."""
+    for operation in result.get("paths", {}).get("/api/nexus/producer", {}).values():
+        security = operation.get("security") if isinstance(operation, dict) else None
+        if security and {} not in security:
+            security.append({})
 
 
 def _set_pattern(schema: dict[str, Any], pattern: str) -> None:

@@ -212,6 +212,7 @@ class JobStatusSerializer(serializers.Serializer):
     """What the public may know of a job: no transcript, no prospect data, no raw error."""
 
     queueId = serializers.UUIDField(source="id")
+    tenant = serializers.CharField(source="tenant.slug", help_text="The site or channel the job belongs to.")
     status = serializers.ChoiceField(choices=["pending", "processing", "completed", "failed"])
     revision = serializers.IntegerField()
     processedRevision = serializers.IntegerField(source="processed_revision")

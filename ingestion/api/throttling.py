@@ -33,6 +33,8 @@ from rest_framework.settings import api_settings
 from rest_framework.throttling import BaseThrottle, SimpleRateThrottle
 from rest_framework.views import APIView
 
+from tenants.directory import KeyRef
+
 logger = logging.getLogger(__name__)
 
 _CACHE_ERRORS = (RedisError, OSError)
@@ -169,17 +171,31 @@ class BatchedThrottlesMixin:
 
 
 class ClientIpThrottle(FailOpenRateThrottle):
-    """Requests per client address, whatever the session: bounds one machine's total."""
+    """Requests per client address, whatever the session: bounds one machine's total. A keyed
+    server is not counted here (it posts for all its visitors from one address)."""
 
     scope = "producer_ip"
 
     def get_cache_key(self, request: Request, view: APIView) -> str | None:
+        if isinstance(request.auth, KeyRef):
+            return None
         return self.cache_format % {"scope": self.scope, "ident": self.get_ident(request)}
 
 
+class KeyThrottle(FailOpenRateThrottle):
+    """Requests per producer key (``NEXUS_THROTTLE_KEY_RATE``): a keyed server's own limit."""
+
+    scope = "producer_key"
+
+    def get_cache_key(self, request: Request, view: APIView) -> str | None:
+        if not isinstance(request.auth, KeyRef):
+            return None
+        return self.cache_format % {"scope": self.scope, "ident": request.auth.id}
+
+
 class SessionThrottle(FailOpenRateThrottle):
-    """POSTs per sessionId: a widget posts once per visitor message, so a session posting
-    far faster than anyone types is a script (sessionIds are guessable, SPEC §10)."""
+    """POSTs per sessionId of a tenant: a widget posts once per visitor message, so a session
+    posting far faster than anyone types is a script (sessionIds are guessable, SPEC §10)."""
 
     scope = "producer_session"
 
@@ -190,6 +206,9 @@ class SessionThrottle(FailOpenRateThrottle):
         session_id = data.get("sessionId") if isinstance(data, dict) else None
         if not isinstance(session_id, str) or not session_id:
             return None  # the serializer refuses it; nothing to count against
-        # Hashed: the key stays short and plain whatever the client sent.
-        digest = hashlib.sha256(session_id.encode("utf-8", "surrogatepass")).hexdigest()[:32]
+        # The tenant's sessionId (sessionIds are unique per tenant); hashed, so the key stays
+        # short and plain whatever the client sent.
+        tenant = getattr(view, "tenant", None)
+        scoped = f"{tenant.id if tenant else ''}:{session_id}"
+        digest = hashlib.sha256(scoped.encode("utf-8", "surrogatepass")).hexdigest()[:32]
         return self.cache_format % {"scope": self.scope, "ident": digest}

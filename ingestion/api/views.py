@@ -16,25 +16,40 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from tenants.directory import TenantRef
+
 from .. import selectors
 from ..logcontext import request_id_var
 from ..models import Job
 from ..ops import health
 from ..services import Outcome, job_accept
+from . import openapi  # noqa: F401 - registers the key's security scheme
 from .errors import PayloadTooLarge
 from .parsers import BoundedJSONParser
 from .serializers import AcceptedSerializer, ErrorSerializer, JobStatusSerializer, ProducerRequestSerializer
-from .throttling import BatchedThrottlesMixin, ClientIpThrottle, SessionThrottle
+from .tenancy import TenantKeyAuthentication, resolve
+from .throttling import BatchedThrottlesMixin, ClientIpThrottle, KeyThrottle, SessionThrottle
 
 
 class ProducerView(BatchedThrottlesMixin, APIView):
     """The widget's endpoint: record the conversation durably and answer at once."""
 
-    authentication_classes: list[Any] = []
+    # A server-side producer's key (Authorization: Bearer); browsers send none.
+    authentication_classes: list[Any] = [TenantKeyAuthentication]
     permission_classes: list[Any] = []
     parser_classes = [BoundedJSONParser]
-    # The IP throttle bounds a machine; the session throttle (POST only) bounds one sessionId.
-    throttle_classes = [ClientIpThrottle, SessionThrottle]
+    # The IP throttle bounds a machine (not a keyed server: it posts for all its visitors from
+    # one address), the key throttle a keyed server, the session throttle (POST only) one
+    # sessionId of one tenant.
+    throttle_classes = [ClientIpThrottle, KeyThrottle, SessionThrottle]
+    tenant: TenantRef | None = None
+
+    def check_permissions(self, request: Request) -> None:
+        # After the key, before the throttles (which count per tenant): a request refused for
+        # its tenant costs no throttle slot, no parse and no row.
+        super().check_permissions(request)
+        if request.method == "POST":
+            self.tenant = resolve(request)
 
     def initial(self, request: Request, *args: Any, **kwargs: Any) -> None:
         # A declared oversize body is refused before throttles or parsers read a byte of it.
@@ -47,10 +62,27 @@ class ProducerView(BatchedThrottlesMixin, APIView):
     @extend_schema(
         operation_id="producer_accept",
         summary="Queue a conversation for prospect extraction",
+        description="The tenant comes from the key (Authorization: Bearer), else the Origin's host "
+        "among the tenants' domains (else the Referer's), else the X-Tenant-Id header, else the "
+        "default tenant. An X-Tenant-Id naming another tenant than the key or origin is 403 "
+        "tenant_mismatch; one naming no tenant is 400 unknown_tenant; an origin that is neither a "
+        "tenant domain nor in CORS_ALLOWED_ORIGINS is 403 origin_not_allowed; an inactive "
+        "tenant is 403 tenant_inactive. Nothing is recorded on any of these.",
         request=ProducerRequestSerializer,
         responses={
             202: OpenApiResponse(AcceptedSerializer, description="Recorded durably; extraction queued."),
-            400: OpenApiResponse(ErrorSerializer, description="Malformed JSON or a field over its limit."),
+            400: OpenApiResponse(
+                ErrorSerializer,
+                description="Malformed JSON, a field over its limit, or an X-Tenant-Id naming no tenant.",
+            ),
+            401: OpenApiResponse(
+                ErrorSerializer, description="Authorization: Bearer with an unknown or revoked key."
+            ),
+            403: OpenApiResponse(
+                ErrorSerializer,
+                description="tenant_mismatch (X-Tenant-Id against the key or origin), tenant_inactive, "
+                "or origin_not_allowed; nothing recorded.",
+            ),
             409: OpenApiResponse(ErrorSerializer, description="sessionId bound to another fingerprint."),
             413: OpenApiResponse(ErrorSerializer, description="Body over the byte limit."),
             415: OpenApiResponse(ErrorSerializer, description="Body is not application/json."),
@@ -69,7 +101,9 @@ class ProducerView(BatchedThrottlesMixin, APIView):
         correlation_id = request_id_var.get()
         client_id_kept = request.headers.get("X-Request-Id") == correlation_id
         message_id = uuid.uuid4().hex if client_id_kept else correlation_id
+        assert self.tenant is not None  # check_permissions settled it for every POST
         accepted = job_accept(
+            tenant_id=self.tenant.id,
             session_id=data["sessionId"],
             fingerprint=data["fingerprint"],
             messages=data["messages"],
@@ -145,7 +179,9 @@ class JobDetailView(APIView):
         },
     )
     def get(self, request: Request, queue_id: uuid.UUID) -> Response:
-        job = get_object_or_404(Job.objects.defer("messages", "metadata", "extracted"), id=queue_id)
+        job = get_object_or_404(
+            Job.objects.select_related("tenant").defer("messages", "metadata", "extracted"), id=queue_id
+        )
         return Response(JobStatusSerializer(job).data)
 
 

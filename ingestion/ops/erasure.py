@@ -4,6 +4,8 @@ A person is found by the browser fingerprint the widget sent, or by the e-mail a
 extraction found. Everything that holds their data goes: the Prospect(s), every job (the
 transcripts) and every Extraction (results and merged snapshots). Jobs whose extraction or
 transcript contains the e-mail address go too, even when not linked to a prospect yet.
+A fingerprint is a visitor within one tenant (a Prospect is per (tenant, key)): without a
+tenant the request reaches every tenant's visitor with that fingerprint, erring on erasing.
 A worker mid-run on an erased job finds its row gone and discards its result.
 """
 
@@ -35,29 +37,38 @@ class Erasure:
         return bool(self.prospects or self.jobs or self.extractions)
 
 
-def _targets(fingerprint: str, email: str) -> tuple[QuerySet[Prospect], QuerySet[Job], QuerySet[Extraction]]:
+def _targets(
+    fingerprint: str, email: str, tenant: str
+) -> tuple[QuerySet[Prospect], QuerySet[Job], QuerySet[Extraction]]:
     if fingerprint:
         prospect_q = Q(fingerprint=fingerprint) | Q(key=prospect_key(fingerprint=fingerprint))
         job_q = Q(fingerprint=fingerprint)
     else:
         prospect_q = Q(email__iexact=email)
         job_q = Q(extracted__email__iexact=email) | Q(messages__icontains=email)
-    prospects = Prospect.objects.filter(prospect_q)
+    all_prospects, all_jobs = Prospect.objects.all(), Job.objects.all()
+    if tenant:
+        all_prospects = all_prospects.filter(tenant__slug=tenant)
+        all_jobs = all_jobs.filter(tenant__slug=tenant)
+    prospects = all_prospects.filter(prospect_q)
     # The person's other sessions: the fingerprints of their prospects tie them together.
     fingerprints = [fp for fp in prospects.values_list("fingerprint", flat=True) if fp]
-    jobs = Job.objects.filter(job_q | Q(prospect__in=prospects) | Q(fingerprint__in=fingerprints))
-    prospects = Prospect.objects.filter(prospect_q | Q(fingerprint__in=fingerprints))
+    jobs = all_jobs.filter(job_q | Q(prospect__in=prospects) | Q(fingerprint__in=fingerprints))
+    prospects = all_prospects.filter(prospect_q | Q(fingerprint__in=fingerprints))
     extractions = Extraction.objects.filter(Q(job__in=jobs) | Q(prospect__in=prospects))
     return prospects, jobs, extractions
 
 
-def person_forget(*, fingerprint: str = "", email: str = "", dry_run: bool = False) -> Erasure:
-    """Delete (or, with ``dry_run``, count) everything held about one person."""
+def person_forget(
+    *, fingerprint: str = "", email: str = "", tenant: str = "", dry_run: bool = False
+) -> Erasure:
+    """Delete (or, with ``dry_run``, count) everything held about one person (in one tenant,
+    or in all when ``tenant`` is empty)."""
     fingerprint, email = fingerprint.strip(), email.strip().lower()
     if bool(fingerprint) == bool(email):
         raise ValueError("give exactly one of fingerprint or email")
     with transaction.atomic():
-        prospects, jobs, extractions = _targets(fingerprint, email)
+        prospects, jobs, extractions = _targets(fingerprint, email, tenant.strip())
         # Ids first: the querysets refer to each other, so deleting one changes the others.
         prospect_ids = list(prospects.select_for_update().values_list("id", flat=True))
         job_ids = list(jobs.select_for_update().values_list("id", flat=True))
@@ -70,6 +81,6 @@ def person_forget(*, fingerprint: str = "", email: str = "", dry_run: bool = Fal
     # Counts only: the log must not keep what was just erased.
     logger.warning(
         "person data erased" if not dry_run else "person data erasure (dry run)",
-        extra={"by": "fingerprint" if fingerprint else "email", **result.__dict__},
+        extra={"by": "fingerprint" if fingerprint else "email", "tenant": tenant or "*", **result.__dict__},
     )
     return result

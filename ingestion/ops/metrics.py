@@ -36,10 +36,14 @@ logger = logging.getLogger(__name__)
 _REQUESTS = CollectorRegistry(auto_describe=True)
 POSTS = Counter(
     "nexus_producer_posts",
-    "POSTs to the producer by outcome (accepted, duplicate, stale, rejected) and rejection reason.",
-    ["outcome", "reason"],
+    "POSTs to the producer by tenant, outcome (accepted, duplicate, stale, rejected) and rejection reason.",
+    ["tenant", "outcome", "reason"],
     registry=_REQUESTS,
 )
+# The tenant label of a POST refused before its tenant was settled (a bad key, an unknown
+# origin or X-Tenant-Id, a body over the byte limit): one fixed value, so the label's values
+# are the tenants' slugs (rows an operator made) plus this one, never client input.
+UNKNOWN_TENANT = "unknown"
 
 # Seconds; from a fast offline extraction to a Claude call near its 30 s timeout, and for the
 # pipeline latency the 5 s alert threshold sits on a bucket edge.
@@ -49,9 +53,10 @@ LATENCY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 300.0)
 _CODE = re.compile(r"^[a-z_]{1,40}$")
 
 
-def record_post(outcome: str, reason: str = "") -> None:
-    """Count one producer POST: ``accepted``, ``duplicate``, ``stale`` or ``rejected`` (with reason)."""
-    POSTS.labels(outcome=outcome, reason=reason).inc()
+def record_post(outcome: str, reason: str = "", tenant: str = "") -> None:
+    """Count one producer POST: ``accepted``, ``duplicate``, ``stale`` or ``rejected`` (with
+    reason), for the tenant it settled on (a slug from the tenants table, or ``unknown``)."""
+    POSTS.labels(tenant=tenant or UNKNOWN_TENANT, outcome=outcome, reason=reason).inc()
 
 
 def post_outcome(status_code: int, body: Any) -> tuple[str, str]:

@@ -155,7 +155,7 @@ def _claim_sql() -> str:
 
 
 _FENCED_FIELDS = (
-    "session_id", "fingerprint", "revision", "attempts", "claims", "status", "prospect",
+    "tenant", "session_id", "fingerprint", "revision", "attempts", "claims", "status", "prospect",
     "created_at", "revised_at", "updated_at",
 )  # fmt: skip
 # What every outcome of a run writes: the claim is given back.
@@ -186,7 +186,9 @@ def job_record_success(*, claim: Claim, result: ExtractionResult) -> str:
         job = _fenced(claim)
         if job is None:
             return "fenced"
+        assert job.tenant_id is not None  # NOT NULL; the stubs type a defaulted FK as optional
         prospect_id = prospect_lock(
+            tenant_id=job.tenant_id,
             key=prospect_key(fingerprint=job.fingerprint, session_id=job.session_id),
             fingerprint=job.fingerprint,
             seen_at=job.created_at,

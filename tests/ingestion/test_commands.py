@@ -57,7 +57,7 @@ def test_status_and_since_select_exactly_the_matching_jobs():
     assert requeued() == {"new-failed"}
     job = Job.objects.get(session_id="new-failed")
     assert (job.status, job.last_error, job.attempts) == (JobStatus.PENDING, "", 0)
-    assert f"queued  {job.id}  new-failed  failed" in out
+    assert f"queued  {job.id}  default  new-failed  failed" in out
     assert "queued 1 job(s)" in out
     assert Job.objects.get(session_id="old-failed").status == JobStatus.FAILED
 
@@ -69,7 +69,7 @@ def test_dry_run_prints_the_selection_and_queues_nothing():
     out = run("--status", "failed", "--dry-run")
 
     assert out.count("would queue  ") == 2
-    assert f"would queue  {first.id}  f-1  failed  bad_request\n" in out
+    assert f"would queue  {first.id}  default  f-1  failed  bad_request\n" in out
     assert "would queue 2 job(s)" in out and "dry run" in out
     assert requeued() == set()
     assert set(Job.objects.values_list("status", flat=True)) == {JobStatus.FAILED}

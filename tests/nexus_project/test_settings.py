@@ -111,7 +111,8 @@ def test_production_defaults_are_the_safe_ones():
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip().splitlines()[-1] == (
         "False True True 31536000 True False 0 "
-        "{'producer_ip': '300/min', 'producer_session': '30/min'} ['https://shop.example']"
+        "{'producer_ip': '300/min', 'producer_session': '30/min', 'producer_key': '1200/min'} "
+        "['https://shop.example']"
     )
 
 
@@ -124,13 +125,15 @@ def test_production_settings_follow_the_environment():
         NEXUS_NUM_PROXIES="1",
         NEXUS_THROTTLE_IP_RATE="none",
         NEXUS_THROTTLE_SESSION_RATE="5/s",
+        NEXUS_THROTTLE_KEY_RATE="50/s",
     )
 
     result = manage("shell", "-c", SHOW, env=env)
 
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip().splitlines()[-1] == (
-        "True False True 60 True True 1 {'producer_ip': None, 'producer_session': '5/s'} []"
+        "True False True 60 True True 1 "
+        "{'producer_ip': None, 'producer_session': '5/s', 'producer_key': '50/s'} []"
     )
 
 

@@ -1,4 +1,5 @@
-"""``manage.py forget --fingerprint FP | --email ADDRESS [--dry-run]``: erase one person."""
+"""``manage.py forget --fingerprint FP | --email ADDRESS [--tenant SLUG] [--dry-run]``: erase one
+person (in every tenant unless --tenant narrows it)."""
 
 from __future__ import annotations
 
@@ -16,13 +17,17 @@ class Command(BaseCommand):
         who = parser.add_mutually_exclusive_group(required=True)
         who.add_argument("--fingerprint", help="The browser fingerprint the widget sent.")
         who.add_argument("--email", help="The e-mail address extracted for the person.")
+        parser.add_argument("--tenant", default="", help="Only this tenant's data (default: every tenant).")
         parser.add_argument(
             "--dry-run", action="store_true", help="Count what would be erased; erase nothing."
         )
 
     def handle(self, *args: Any, **options: Any) -> None:
         erasure = person_forget(
-            fingerprint=options["fingerprint"] or "", email=options["email"] or "", dry_run=options["dry_run"]
+            fingerprint=options["fingerprint"] or "",
+            email=options["email"] or "",
+            tenant=options["tenant"],
+            dry_run=options["dry_run"],
         )
         counts = (
             f"{erasure.prospects} prospect(s), {erasure.jobs} job(s), {erasure.extractions} extraction(s)"

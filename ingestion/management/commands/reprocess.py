@@ -3,6 +3,7 @@
     manage.py reprocess --status failed --since 2h --dry-run
     manage.py reprocess --prompt-version-not v3
     manage.py reprocess --all --yes
+    manage.py reprocess --tenant ecommerce --status failed
 
 Filters combine (AND). Each selected job goes through ``services.job_requeue`` with
 ``reextract=True``: a new Extraction record even for a revision already extracted. Jobs whose
@@ -36,6 +37,7 @@ def duration(value: str) -> timedelta:
 
 def select_jobs(
     *,
+    tenant: str | None = None,
     session: str | None = None,
     fingerprint: str | None = None,
     status: str | None = None,
@@ -43,7 +45,11 @@ def select_jobs(
     prompt_version_not: str | None = None,
 ) -> QuerySet[Job]:
     """The jobs the filters select, oldest revision first."""
-    jobs = Job.objects.defer("messages", "metadata", "extracted").order_by("revised_at")
+    jobs = (
+        Job.objects.select_related("tenant").defer("messages", "metadata", "extracted").order_by("revised_at")
+    )
+    if tenant:
+        jobs = jobs.filter(tenant__slug=tenant)
     if session:
         jobs = jobs.filter(session_id=session)
     if fingerprint:
@@ -65,11 +71,16 @@ def select_jobs(
     return jobs
 
 
+def _row(job: Job) -> str:
+    return f"{job.id}  {job.tenant.slug}  {job.session_id}  {job.status}"
+
+
 class Command(BaseCommand):
     help = "Re-queue jobs for re-extraction: by session, fingerprint, status, age or prompt version."
 
     def add_arguments(self, parser: ArgumentParser) -> None:
-        parser.add_argument("--session", help="one session id")
+        parser.add_argument("--tenant", help="only this tenant's jobs (combines with the other filters)")
+        parser.add_argument("--session", help="one session id (with --tenant when several tenants have it)")
         parser.add_argument("--fingerprint", help="every session of one visitor")
         parser.add_argument("--status", choices=JobStatus.values, help="jobs in this status, e.g. failed")
         parser.add_argument(
@@ -90,6 +101,7 @@ class Command(BaseCommand):
         filters = {
             key: options[key] for key in ("session", "fingerprint", "status", "since", "prompt_version_not")
         }
+        tenant = options["tenant"]
         if options["all"]:
             if any(value is not None for value in filters.values()):
                 raise CommandError("--all cannot be combined with filters")
@@ -99,27 +111,28 @@ class Command(BaseCommand):
                 )
         elif all(value is None for value in filters.values()):
             raise CommandError(
-                "choose jobs: --session, --fingerprint, --status, --since, --prompt-version-not or --all"
+                "choose jobs: --session, --fingerprint, --status, --since, --prompt-version-not or --all "
+                "(--tenant narrows any of them)"
             )
 
         dry_run = options["dry_run"]
         queued = purged = busy = 0
         verb = "would queue" if dry_run else "queued"
-        for job in select_jobs(**filters).iterator(chunk_size=500):
+        for job in select_jobs(tenant=tenant, **filters).iterator(chunk_size=500):
             if job.purged_at is not None:
                 purged += 1
-                self.stdout.write(f"skipped  {job.id}  {job.session_id}  {job.status}  (transcript purged)")
+                self.stdout.write(f"skipped  {_row(job)}  (transcript purged)")
                 continue
             if job.status == JobStatus.PROCESSING or not (
                 dry_run or job_requeue(job_id=job.id, reextract=True)
             ):
                 busy += 1
-                self.stdout.write(f"skipped  {job.id}  {job.session_id}  {job.status}  (being processed)")
+                self.stdout.write(f"skipped  {_row(job)}  (being processed)")
                 continue
             queued += 1
             # The category says why a failed job failed (last_error in full is in the admin).
             why = f"  {job.error_category}" if job.error_category else ""
-            self.stdout.write(f"{verb}  {job.id}  {job.session_id}  {job.status}{why}")
+            self.stdout.write(f"{verb}  {_row(job)}{why}")
         summary = f"{verb} {queued} job(s)"
         if purged or busy:
             summary += f"; skipped {purged + busy} (purged: {purged}, processing: {busy})"

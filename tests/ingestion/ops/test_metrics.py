@@ -33,8 +33,8 @@ def value(samples, name: str, **labels: str) -> float:
     return samples.get((name, tuple(sorted(labels.items()))), 0.0)
 
 
-def posts(samples, outcome: str, reason: str = "") -> float:
-    return value(samples, "nexus_producer_posts_total", outcome=outcome, reason=reason)
+def posts(samples, outcome: str, reason: str = "", tenant: str = "default") -> float:
+    return value(samples, "nexus_producer_posts_total", tenant=tenant, outcome=outcome, reason=reason)
 
 
 @pytest.mark.redis
@@ -151,7 +151,7 @@ def test_request_counters_are_summed_over_processes_in_multiprocess_mode(tmp_pat
         [sys.executable, "-c", code], env=env, check=True, timeout=60, capture_output=True, text=True
     ).stdout
 
-    assert 'nexus_producer_posts_total{outcome="stale",reason=""} 2.0' in out
+    assert 'nexus_producer_posts_total{outcome="stale",reason="",tenant="unknown"} 2.0' in out
 
 
 def test_post_outcome_labels_never_carry_client_text():
@@ -165,7 +165,9 @@ def test_post_outcome_labels_never_carry_client_text():
 
 def test_an_unwritable_metrics_directory_loses_a_count_not_the_post(tmp_path):
     """The multiprocess directory gone (a tmp cleaner, a wrong mount): the POST is still answered."""
-    env = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(tmp_path / "gone")}
+    # Refused by the byte limit, before anything reads the database (this process has no
+    # test database): the counting is what is under test.
+    env = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(tmp_path / "gone"), "NEXUS_MAX_BODY_BYTES": "8"}
     code = (
         "import django; django.setup(); from django.test import Client; "
         "r = Client().post('/api/nexus/producer', {'messages': []}, content_type='application/json'); "
@@ -174,5 +176,5 @@ def test_an_unwritable_metrics_directory_loses_a_count_not_the_post(tmp_path):
     result = subprocess.run([sys.executable, "-c", code], env=env, timeout=60, capture_output=True, text=True)
 
     assert result.returncode == 0, result.stderr[-2000:]
-    assert result.stdout.strip().splitlines()[-1] == "400 validation_error"
+    assert result.stdout.strip().splitlines()[-1] == "413 payload_too_large"
     assert "producer metric not counted" in result.stderr
