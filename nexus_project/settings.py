@@ -407,6 +407,8 @@ LOGGING: dict[str, Any] = {
         "context": {"()": "ingestion.logcontext.ContextFilter"},
         # Contact data never reaches a log line, whatever a message or an extra carries.
         "redact": {"()": "ingestion.logcontext.RedactFilter"},
+        # After the redaction, which has no business with hex ids.
+        "trace": {"()": "ingestion.logcontext.TraceFilter"},
     },
     "formatters": {
         "json": {
@@ -416,7 +418,11 @@ LOGGING: dict[str, Any] = {
         }
     },
     "handlers": {
-        "console": {"class": "logging.StreamHandler", "formatter": "json", "filters": ["context", "redact"]}
+        "console": {
+            "class": "logging.StreamHandler",
+            "formatter": "json",
+            "filters": ["context", "redact", "trace"],
+        }
     },
     "root": {"handlers": ["console"], "level": LOG_LEVEL},
     "loggers": {
