@@ -431,5 +431,15 @@ LOGGING: dict[str, Any] = {
     },
 }
 
+# --- Error reports (Sentry) ---------------------------------------------------------------------
+# Off unless SENTRY_DSN is set; scrubbed of contact data and bodies (nexus_project/sentry.py).
+# Tracing is not configured here: it is per process, after the fork (nexus_project/tracing.py).
+SENTRY_DSN = env_str("SENTRY_DSN")
+SENTRY_ENVIRONMENT = env_str("SENTRY_ENVIRONMENT", DJANGO_ENV)
+if SENTRY_DSN:
+    from nexus_project.sentry import sentry_init
+
+    sentry_init(dsn=SENTRY_DSN, environment=SENTRY_ENVIRONMENT, release=f"nexus-ingestion@{VERSION}")
+
 if DJANGO_ENV == "test":
     PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
