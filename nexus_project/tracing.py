@@ -15,7 +15,8 @@
   which the httpx instrumentation does not patch); ``extraction/claude.py`` adds the GenAI span.
 - Every span leaves through ``RedactingExporter``: e-mail- and phone-shaped text in any
   attribute, event or status is replaced (``ingestion.logcontext.redact``, the logs' own), and
-  URL query strings are dropped (an admin search is an e-mail or a phone, percent-encoded);
+  URL query strings are dropped (an admin search is an e-mail or a phone, percent-encoded), and
+  so is the visitor's address on a request's span;
   Redis commands outside any trace (the broker's polling, Celery's events) are not exported.
 - Span attribute names of our own spans are defined here, once.
 """
@@ -31,7 +32,7 @@ from typing import Any
 from django.core.exceptions import ImproperlyConfigured
 from opentelemetry.sdk.trace import Event, ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
-from opentelemetry.trace import Status
+from opentelemetry.trace import SpanKind, Status
 
 logger = logging.getLogger(__name__)
 
@@ -106,6 +107,12 @@ def tracing_shutdown() -> None:
 _QUERY_ATTRIBUTES = frozenset({"url.query", "http.query"})
 _URL_ATTRIBUTES = frozenset({"url.full", "http.url", "http.target"})
 _REDIS_SCOPE = "opentelemetry.instrumentation.redis"
+# On a request's span these are the visitor's address (personal data, as Sentry's default PII
+# treats it); on a client span (SQL, Redis) they are our servers' and stay.
+_VISITOR_ADDRESS_ATTRIBUTES = frozenset(
+    {"client.address", "client.port", "http.client_ip", "net.peer.ip", "net.peer.port",
+     "net.sock.peer.addr", "net.sock.peer.port", "network.peer.address", "network.peer.port"}
+)  # fmt: skip
 
 
 class RedactingExporter(SpanExporter):
@@ -143,7 +150,7 @@ def redact_span(span: ReadableSpan) -> ReadableSpan:
         context=span.context,
         parent=span.parent,
         resource=span.resource,
-        attributes=redact_attributes(span.attributes),
+        attributes=redact_attributes(span.attributes, server=span.kind is SpanKind.SERVER),
         events=[
             Event(event.name, redact_attributes(event.attributes), event.timestamp) for event in span.events
         ],
@@ -156,10 +163,10 @@ def redact_span(span: ReadableSpan) -> ReadableSpan:
     )
 
 
-def redact_attributes(attributes: Any) -> dict[str, Any]:
+def redact_attributes(attributes: Any, *, server: bool = False) -> dict[str, Any]:
     cleaned: dict[str, Any] = {}
     for key, value in (attributes or {}).items():
-        if key in _QUERY_ATTRIBUTES:
+        if key in _QUERY_ATTRIBUTES or (server and key in _VISITOR_ADDRESS_ATTRIBUTES):
             continue
         if key in _URL_ATTRIBUTES and isinstance(value, str):
             value = value.split("?", 1)[0]

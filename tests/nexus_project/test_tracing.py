@@ -206,6 +206,10 @@ def test_one_trace_joins_the_post_the_task_and_the_claude_call_without_personal_
     assert services == {"web", "worker"}
     assert all(s["resource"].get("service.namespace") == "nexus" for s in spans)
     (web,) = [s for s in spans if s["kind"] == "SERVER"]
+    assert web["attributes"]["http.route"] == "api/nexus/producer"
+    assert not {"client.address", "net.peer.ip", "http.client_ip"} & set(web["attributes"]), (
+        "the visitor's IP"
+    )
     publish = next(s for s in spans if s["kind"] == "PRODUCER")
     task = next(s for s in spans if s["kind"] == "CONSUMER")
     assert (web["service"], publish["service"], task["service"]) == ("web", "web", "worker")
@@ -306,8 +310,14 @@ def test_tracing_is_off_without_the_otel_variables():
     assert tracing.tracing_enabled({"OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:4318"})
     assert tracing.tracing_enabled({"OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": "http://127.0.0.1:4318/v1/traces"})
     assert tracing.tracing_enabled({"OTEL_TRACES_EXPORTER": "console"})
-    # The test process itself never set a provider: the API's no-op one is in place.
-    assert not tracing.tracing_setup("web") or os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT")
+
+
+def test_setup_does_nothing_when_off_and_knows_its_three_services(monkeypatch):
+    for name in [n for n in os.environ if n.startswith("OTEL_")]:
+        monkeypatch.delenv(name)
+    assert tracing.tracing_setup("web") is False
+    with pytest.raises(ValueError, match="service must be one of"):
+        tracing.tracing_setup("flower")
 
 
 def test_an_unknown_exporter_stops_the_process_naming_the_variable():
@@ -339,14 +349,19 @@ def test_beat_exports_under_its_own_service_name(receiver):
     assert [(s["service"], s["name"]) for s in receiver.spans()] == [("beat", "tick")]
 
 
-def test_the_exporter_redacts_contact_data_and_drops_url_queries(receiver):
+def test_the_exporter_redacts_contact_data_and_drops_url_queries_and_visitor_addresses(receiver):
     code = (
         "from nexus_project import tracing; from opentelemetry import trace; "
         "tracing.tracing_setup('worker'); "
-        "s = trace.get_tracer('t').start_span('search', attributes={"
-        f"'url.full': 'http://h/admin/?q={EMAIL}', 'url.query': 'q=juan%40example.com', 'note': 'call {PHONE}'}}); "
+        "from opentelemetry.trace import SpanKind; "
+        "s = trace.get_tracer('t').start_span('search', kind=SpanKind.SERVER, attributes={"
+        f"'url.full': 'http://h/admin/?q={EMAIL}', 'url.query': 'q=juan%40example.com', 'note': 'call {PHONE}', "
+        "'client.address': '203.0.113.7', 'network.peer.address': '203.0.113.7'}); "
         f"s.add_event('exception', {{'exception.message': 'Key (email)=({EMAIL}) exists'}}); "
-        "s.end(); tracing.tracing_shutdown()"
+        "s.end(); "
+        "c = trace.get_tracer('t').start_span('SELECT', kind=SpanKind.CLIENT, "
+        "attributes={'network.peer.address': '127.0.0.1'}); c.end(); "
+        "tracing.tracing_shutdown()"
     )
     env = {
         **{k: v for k, v in os.environ.items() if not k.startswith("OTEL_")},
@@ -354,6 +369,8 @@ def test_the_exporter_redacts_contact_data_and_drops_url_queries(receiver):
         "DJANGO_SETTINGS_MODULE": "nexus_project.settings",
     }
     subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, check=True, timeout=60)
-    (span,) = receiver.spans()
+    span, client = sorted(receiver.spans(), key=lambda s: s["start"])
+    # The visitor's address goes from the request's span; our database's stays on a client span.
     assert span["attributes"] == {"url.full": "http://h/admin/", "note": "call [phone]"}
     assert span["events"][0]["attributes"] == {"exception.message": "Key (email)=([email]) exists"}
+    assert client["attributes"] == {"network.peer.address": "127.0.0.1"}
