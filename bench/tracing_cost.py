@@ -2,8 +2,9 @@
 
 gunicorn as deployed (gunicorn.conf.py, one sync worker so the CPU per request is one
 process's) serves ``--posts`` POSTs of a new 1-2 KB session each, sequentially, with tracing
-off and then on (OTLP/HTTP to a receiver on 127.0.0.1, the batch span processor), in
-``--rounds`` interleaved rounds; each mode reports the median round. Also the off path's own
+off, on (OTLP/HTTP to a receiver on 127.0.0.1, the batch span processor), and on with one trace
+in ten kept (``parentbased_traceidratio`` 0.1), in ``--rounds`` interleaved rounds; each mode
+reports the median round. Also the off path's own
 cost: a no-op span and the log filter with no provider, in nanoseconds. Figures only, no
 verdict. DATABASE_URL / REDIS_URL as for ``make bench`` (its own queue and cache prefix; the
 queued tasks are deleted at the end).
@@ -41,7 +42,9 @@ TURNS = [
 ]
 
 
-def env_for(args: argparse.Namespace, tmp: Path, port: int, endpoint: str | None) -> dict[str, str]:
+def env_for(
+    args: argparse.Namespace, tmp: Path, port: int, endpoint: str | None, ratio: float | None
+) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "SENTRY_"))}
     env.pop("PROMETHEUS_MULTIPROC_DIR", None)
     env.update(
@@ -64,6 +67,8 @@ def env_for(args: argparse.Namespace, tmp: Path, port: int, endpoint: str | None
     )
     if endpoint:
         env["OTEL_EXPORTER_OTLP_ENDPOINT"] = endpoint
+    if ratio is not None:
+        env.update(OTEL_TRACES_SAMPLER="parentbased_traceidratio", OTEL_TRACES_SAMPLER_ARG=str(ratio))
     return env
 
 
@@ -86,14 +91,16 @@ def post(base: str, session: str) -> float:
     return time.perf_counter() - started
 
 
-def one_round(args: argparse.Namespace, tmp: Path, endpoint: str | None, label: str) -> dict[str, Any]:
+def one_round(
+    args: argparse.Namespace, tmp: Path, endpoint: str | None, label: str, ratio: float | None = None
+) -> dict[str, Any]:
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     logfile = (tmp / f"gunicorn-{label}.log").open("ab")
     process = subprocess.Popen(
         [str(BIN / "gunicorn"), "nexus_project.wsgi:application", "-c", "gunicorn.conf.py"],
         cwd=ROOT,
-        env=env_for(args, tmp, port, endpoint),
+        env=env_for(args, tmp, port, endpoint, ratio),
         stdout=logfile,
         stderr=subprocess.STDOUT,
     )
@@ -148,8 +155,16 @@ def off_path_ns() -> dict[str, float]:
 
 
 def median_round(rounds: list[dict[str, Any]]) -> dict[str, Any]:
+    """The round of median latency, and the median CPU per request over all rounds (the steadier
+    figure on a shared machine: latency moves with other people's load, CPU per request less)."""
     middle = sorted(rounds, key=lambda r: r["mean_ms"])[len(rounds) // 2]
-    return {**middle, "mean_ms_samples": [r["mean_ms"] for r in rounds]}
+    cpu = [r["web_cpu_ms_per_request"] for r in rounds]
+    return {
+        **middle,
+        "web_cpu_ms_per_request": statistics.median(cpu),
+        "mean_ms_samples": [r["mean_ms"] for r in rounds],
+        "web_cpu_ms_samples": cpu,
+    }
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -177,18 +192,20 @@ def main(argv: list[str] | None = None) -> None:
 
     tmp = Path(tempfile.mkdtemp(prefix="nexus-bench-tracing-"))
     log(f"logs in {tmp}")
-    off, on = [], []
+    off, on, sampled = [], [], []
     with OtlpReceiver() as receiver:
         for number in range(args.rounds):
             log(f"round {number + 1}/{args.rounds}: tracing off")
             off.append(one_round(args, tmp, None, "off"))
             log(f"round {number + 1}/{args.rounds}: tracing on")
             on.append(one_round(args, tmp, receiver.url, "on"))
+            log(f"round {number + 1}/{args.rounds}: tracing on, one trace in ten kept")
+            sampled.append(one_round(args, tmp, receiver.url, "sampled", ratio=0.1))
         spans = len(receiver.spans())
     import redis
 
     redis.Redis.from_url(args.redis_url).delete(QUEUE)
-    off_m, on_m = median_round(off), median_round(on)
+    off_m, on_m, sampled_m = median_round(off), median_round(on), median_round(sampled)
     print(
         json.dumps(
             {
@@ -196,6 +213,10 @@ def main(argv: list[str] | None = None) -> None:
                 "rounds": args.rounds,
                 "tracing_off": off_m,
                 "tracing_on": on_m,
+                "tracing_on_ratio_0_1": sampled_m,
+                "overhead_ratio_0_1_web_cpu_ms_per_request": round(
+                    sampled_m["web_cpu_ms_per_request"] - off_m["web_cpu_ms_per_request"], 3
+                ),
                 "overhead": {
                     "mean_ms": round(on_m["mean_ms"] - off_m["mean_ms"], 3),
                     "web_cpu_ms_per_request": round(
