@@ -110,6 +110,21 @@ def on_starting(server: Any) -> None:
         stale.unlink(missing_ok=True)
 
 
+def post_fork(server: Any, worker: Any) -> None:
+    # Tracing (when the OTEL_* variables ask for it) per worker, after the fork and before the
+    # application loads: the batch processor's thread does not survive a fork, and the Django
+    # instrumentation adds its middleware before the handler is built.
+    from nexus_project.tracing import tracing_setup
+
+    tracing_setup("web")
+
+
+def worker_exit(server: Any, worker: Any) -> None:
+    from nexus_project.tracing import tracing_shutdown
+
+    tracing_shutdown()
+
+
 def post_worker_init(worker: Any) -> None:
     # A cold worker served its first POST in 80-250 ms (imports, connections); see warmup.py.
     if env_bool("GUNICORN_WARM_UP", True):

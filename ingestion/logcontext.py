@@ -1,5 +1,6 @@
 """Log context and hygiene: the correlation id and job/session ids on every line, set per
-request or per task; and a last-line redaction of e-mail- and phone-shaped text."""
+request or per task; the active span's ``trace_id``/``span_id``; and a last-line redaction of
+e-mail- and phone-shaped text."""
 
 from __future__ import annotations
 
@@ -8,6 +9,8 @@ import re
 import uuid
 from contextvars import ContextVar
 from typing import Any
+
+from opentelemetry import trace
 
 request_id_var: ContextVar[str] = ContextVar("request_id", default="")
 # The tenant a producer request settled on (its slug; empty until then or outside a request).
@@ -43,6 +46,18 @@ class ContextFilter(logging.Filter):
         for key, value in job_context_var.get().items():
             if not getattr(record, key, None):
                 setattr(record, key, value)
+        return True
+
+
+class TraceFilter(logging.Filter):
+    """Adds ``trace_id`` and ``span_id`` (hex, as trace backends show them) while a span is
+    recording; with tracing off the current span is the invalid one and nothing is added."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        context = trace.get_current_span().get_span_context()
+        if context.is_valid:
+            record.trace_id = format(context.trace_id, "032x")
+            record.span_id = format(context.span_id, "016x")
         return True
 
 

@@ -432,6 +432,8 @@ LOGGING: dict[str, Any] = {
         "context": {"()": "ingestion.logcontext.ContextFilter"},
         # Contact data never reaches a log line, whatever a message or an extra carries.
         "redact": {"()": "ingestion.logcontext.RedactFilter"},
+        # After the redaction, which has no business with hex ids.
+        "trace": {"()": "ingestion.logcontext.TraceFilter"},
     },
     "formatters": {
         "json": {
@@ -441,7 +443,11 @@ LOGGING: dict[str, Any] = {
         }
     },
     "handlers": {
-        "console": {"class": "logging.StreamHandler", "formatter": "json", "filters": ["context", "redact"]}
+        "console": {
+            "class": "logging.StreamHandler",
+            "formatter": "json",
+            "filters": ["context", "redact", "trace"],
+        }
     },
     "root": {"handlers": ["console"], "level": LOG_LEVEL},
     "loggers": {
@@ -449,6 +455,16 @@ LOGGING: dict[str, Any] = {
         "celery": {"level": "INFO"},
     },
 }
+
+# --- Error reports (Sentry) ---------------------------------------------------------------------
+# Off unless SENTRY_DSN is set; scrubbed of contact data and bodies (nexus_project/sentry.py).
+# Tracing is not configured here: it is per process, after the fork (nexus_project/tracing.py).
+SENTRY_DSN = env_str("SENTRY_DSN")
+SENTRY_ENVIRONMENT = env_str("SENTRY_ENVIRONMENT", DJANGO_ENV)
+if SENTRY_DSN:
+    from nexus_project.sentry import sentry_init
+
+    sentry_init(dsn=SENTRY_DSN, environment=SENTRY_ENVIRONMENT, release=f"nexus-ingestion@{VERSION}")
 
 if DJANGO_ENV == "test":
     PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]

@@ -17,6 +17,9 @@ Contract:
 - Cost is estimated per HTTP call from ``settings.ANTHROPIC_PRICES`` and summed, for failed
   runs too (their tokens were billed).
 - Log lines carry model, tokens, latency and categories; never transcript text or contact data.
+- Each HTTP call is a span with the OpenTelemetry GenAI conventions (``chat <model>``: model,
+  tokens, cache tokens, finish reason, the failure's category); the SDK's own client span, kept
+  to metadata (never the prompt or the answer), sits under it. A no-op with tracing off.
 """
 
 from __future__ import annotations
@@ -29,6 +32,10 @@ from typing import Any
 
 import anthropic
 from django.conf import settings
+from opentelemetry import trace
+from opentelemetry.trace import Span, SpanKind, StatusCode
+
+from nexus_project.tracing import ATTR_ERROR_CATEGORY
 
 from .base import Category, ExtractionError, ExtractionResult, FailureKind, Usage
 from .guard import InvalidOutput, check_shape, guard
@@ -36,6 +43,7 @@ from .prompt import PROMPT_VERSION, SYSTEM_PROMPT, user_turn
 from .schema import OUTPUT_SCHEMA
 
 logger = logging.getLogger(__name__)
+tracer = trace.get_tracer(__name__)
 
 TOOL_NAME = "record_prospect"
 # Models that predate structured outputs (claude-3*, the first Sonnet 4 / Opus 4 releases):
@@ -124,7 +132,15 @@ class ClaudeExtractor:
         self.max_tokens = max_tokens
         self.thinking = thinking
         self.structured = supports_structured_outputs(model)
-        self.client = anthropic.Anthropic(api_key=api_key, base_url=base_url, max_retries=0, timeout=timeout)
+        self.client = anthropic.Anthropic(
+            api_key=api_key,
+            base_url=base_url,
+            max_retries=0,
+            timeout=timeout,
+            # Given explicitly, so no ANTHROPIC_OPEN_TELEMETRY_* variable can turn on the content
+            # mode, which would put the transcript and the answer in the SDK's span.
+            open_telemetry={"traces": {"enabled": True, "content_mode": "metadata_only"}},
+        )
         if _prices(model) is None:
             logger.warning("no price for model; costs will be recorded as 0", extra={"model": model})
 
@@ -223,6 +239,26 @@ class ClaudeExtractor:
         return params
 
     def _call(self, messages: list[dict[str, str]], max_tokens: int, spent: _Spent) -> Any:
+        # INTERNAL: the SDK's span under this one is the CLIENT side of the HTTP exchange. No
+        # exception event: an API error message may quote the request.
+        with tracer.start_as_current_span(
+            f"chat {self.model}",
+            kind=SpanKind.INTERNAL,
+            attributes=self._span_request(max_tokens),
+            record_exception=False,
+            set_status_on_exception=False,
+        ) as span:
+            try:
+                response = self._create(messages, max_tokens, spent)
+            except ExtractionError as failure:
+                span.set_attribute("error.type", str(failure.category))
+                span.set_attribute(ATTR_ERROR_CATEGORY, str(failure.category))
+                span.set_status(StatusCode.ERROR, str(failure.category))
+                raise
+            _span_response(span, response)
+            return response
+
+    def _create(self, messages: list[dict[str, str]], max_tokens: int, spent: _Spent) -> Any:
         try:
             return self.client.messages.create(**self.request_params(messages, max_tokens))
         except anthropic.APIStatusError as error:
@@ -235,6 +271,16 @@ class ClaudeExtractor:
             raise self._fail(
                 "response did not match the API's shape", Category.SERVER_ERROR, spent
             ) from error
+
+    def _span_request(self, max_tokens: int) -> dict[str, Any]:
+        return {
+            "gen_ai.system": "anthropic",  # the older name, which most backends still read
+            "gen_ai.provider.name": "anthropic",
+            "gen_ai.operation.name": "chat",
+            "gen_ai.request.model": self.model,
+            "gen_ai.request.max_tokens": max_tokens,
+            "gen_ai.output.type": "json",
+        }
 
     def _parse(self, response: Any) -> Any:
         for block in response.content:
@@ -287,6 +333,30 @@ class ClaudeExtractor:
             cost_usd=spent.cost_usd,
             model=self.model,
         )
+
+
+def _span_response(span: Span, response: Any) -> None:
+    """The GenAI response attributes: ids, model, tokens and the stop reason, never content."""
+    usage = response.usage
+    attributes: dict[str, Any] = {
+        "gen_ai.response.id": response.id or "",
+        "gen_ai.response.model": response.model or "",
+        "gen_ai.response.finish_reasons": [response.stop_reason or ""],
+    }
+    if usage is not None:
+        cache_read = usage.cache_read_input_tokens or 0
+        cache_creation = usage.cache_creation_input_tokens or 0
+        attributes.update(
+            {
+                # The conventions count every prompt token, cached ones included; the API's
+                # input_tokens are only the uncached part.
+                "gen_ai.usage.input_tokens": (usage.input_tokens or 0) + cache_read + cache_creation,
+                "gen_ai.usage.output_tokens": usage.output_tokens or 0,
+                "gen_ai.usage.cache_read.input_tokens": cache_read,
+                "gen_ai.usage.cache_creation.input_tokens": cache_creation,
+            }
+        )
+    span.set_attributes(attributes)
 
 
 def retry_after(headers: Any) -> float | None:

@@ -9,6 +9,9 @@
 - Failures are classified by the extractor (base.FailureKind): transient ones back off,
   permanent ones fail the revision (the dead-letter queue), account-wide ones open the
   circuit breaker and leave the job pending.
+- Traced (a no-op with tracing off): a ``nexus.job`` span under the Celery task's, with
+  ``nexus.job.claim``, ``nexus.job.extract`` and ``nexus.job.record`` inside; ids, revision,
+  outcome and error category only (nexus_project/tracing.py names them).
 """
 
 from __future__ import annotations
@@ -25,8 +28,17 @@ from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 from django.db import close_old_connections, connection, transaction
 from django.utils import timezone
+from opentelemetry import trace
+from opentelemetry.trace import Span, StatusCode
 
 from nexus_project.db import model_update
+from nexus_project.tracing import (
+    ATTR_ERROR_CATEGORY,
+    ATTR_JOB_ID,
+    ATTR_JOB_OUTCOME,
+    ATTR_JOB_REVISION,
+    ATTR_JOB_TRIGGER,
+)
 from prospects.services import prospect_key, prospect_lock, prospect_refold
 
 from .. import selectors
@@ -38,6 +50,9 @@ from ..models import FRESH_RUN, Extraction, ExtractionOutcome, Job, JobStatus
 from . import breaker, budget
 
 logger = logging.getLogger(__name__)
+tracer = trace.get_tracer(__name__)
+# No exception events on our spans: a database error's text can quote a row's values.
+_SPAN_OPTIONS: dict[str, Any] = {"record_exception": False}
 
 # A countdown task can be delivered a moment early; don't drop it for that.
 _EARLY_DELIVERY_SLACK = timedelta(seconds=2)
@@ -55,6 +70,16 @@ class Claim:
 def job_process(*, job_id: uuid.UUID | str) -> str:
     """Run one job to its next state. Returns what happened, for the task's log line."""
     job_id = uuid.UUID(str(job_id))
+    with tracer.start_as_current_span(
+        "nexus.job", attributes={ATTR_JOB_ID: str(job_id)}, **_SPAN_OPTIONS
+    ) as span:
+        # The tenant goes here too (tracing.ATTR_TENANT) once a job carries one.
+        outcome = _job_process(job_id, span)
+        span.set_attribute(ATTR_JOB_OUTCOME, outcome)
+        return outcome
+
+
+def _job_process(job_id: uuid.UUID, span: Span) -> str:
     log = {"job_id": str(job_id)}
     pause = breaker.pause_remaining()
     if pause is not None:
@@ -81,12 +106,22 @@ def job_process(*, job_id: uuid.UUID | str) -> str:
         breaker.release_probe()
         return "not-claimed"
     log["revision"] = str(claim.revision)
+    span.set_attributes({ATTR_JOB_REVISION: claim.revision, ATTR_JOB_TRIGGER: claim.trigger})
     # Return the connection to the pool for the length of the call: a thread waiting on
     # Claude must not hold a database connection another thread could use.
     close_old_connections()
     connection.close()
     try:
-        result = extractor.extract(claim.messages)
+        with tracer.start_as_current_span(
+            "nexus.job.extract", attributes=_span_claim(claim), **_SPAN_OPTIONS
+        ) as step:
+            step.set_attribute("nexus.extractor", extractor.name)
+            try:
+                result = extractor.extract(claim.messages)
+            except ExtractionError as err:
+                _span_failed(step, err)
+                _span_failed(span, err)
+                raise
     except ExtractionError as err:
         if err.kind is not FailureKind.ACCOUNT:
             # Not the key's fault: if this run was the breaker's probe, let the next job probe
@@ -97,8 +132,29 @@ def job_process(*, job_id: uuid.UUID | str) -> str:
     return job_record_success(claim=claim, result=result)
 
 
+def _span_claim(claim: Claim) -> dict[str, Any]:
+    return {ATTR_JOB_ID: str(claim.job_id), ATTR_JOB_REVISION: claim.revision}
+
+
+def _span_failed(span: Span, error: ExtractionError) -> None:
+    span.set_attributes({ATTR_ERROR_CATEGORY: str(error.category), "error.type": str(error.category)})
+    span.set_status(StatusCode.ERROR, str(error.category))
+
+
 def job_claim(*, job_id: uuid.UUID) -> Claim | None:
     """Take the job for this worker, or None when it is not ours to run."""
+    with tracer.start_as_current_span(
+        "nexus.job.claim", attributes={ATTR_JOB_ID: str(job_id)}, **_SPAN_OPTIONS
+    ) as span:
+        claim = _job_claim(job_id)
+        if claim is None:
+            span.set_attribute(ATTR_JOB_OUTCOME, "not-claimed")
+        else:
+            span.set_attributes(_span_claim(claim))
+        return claim
+
+
+def _job_claim(job_id: uuid.UUID) -> Claim | None:
     now = timezone.now()
     token = uuid.uuid4()
     lease = timedelta(seconds=settings.NEXUS["LEASE_SECONDS"])
@@ -181,6 +237,15 @@ def _fenced(claim: Claim) -> Job | None:
 
 
 def job_record_success(*, claim: Claim, result: ExtractionResult) -> str:
+    with tracer.start_as_current_span(
+        "nexus.job.record", attributes=_span_claim(claim), **_SPAN_OPTIONS
+    ) as span:
+        outcome = _record_success(claim, result)
+        span.set_attribute(ATTR_JOB_OUTCOME, outcome)
+        return outcome
+
+
+def _record_success(claim: Claim, result: ExtractionResult) -> str:
     now = timezone.now()
     with transaction.atomic():
         job = _fenced(claim)
@@ -295,6 +360,16 @@ def backoff_seconds(attempts: int, retry_after: float | None = None) -> float:
 
 
 def job_record_failure(*, claim: Claim, error: ExtractionError) -> str:
+    with tracer.start_as_current_span(
+        "nexus.job.record", attributes=_span_claim(claim), **_SPAN_OPTIONS
+    ) as span:
+        span.set_attribute(ATTR_ERROR_CATEGORY, str(error.category))
+        outcome = _record_failure(claim, error)
+        span.set_attribute(ATTR_JOB_OUTCOME, outcome)
+        return outcome
+
+
+def _record_failure(claim: Claim, error: ExtractionError) -> str:
     now = timezone.now()
     log = {"job_id": str(claim.job_id), "revision": claim.revision, "category": error.category}
     with transaction.atomic():

@@ -101,3 +101,24 @@ def test_contact_data_is_redacted_from_messages_extras_and_tracebacks(log_lines)
     assert first["job_id"] == "12345678-aaaa-bbbb-cccc-1234567890ab"  # ids are not phones
     assert second["message"] == "failed at 2026-11-22 04:33:03 from 192.168.100.200 after 12.5 s"
     assert "juan@example.com" not in second["exc_info"] and "[email]" in second["exc_info"]
+
+
+def test_log_lines_carry_the_active_spans_trace_and_span_ids(log_lines):
+    from opentelemetry import trace
+    from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags
+
+    context = SpanContext(
+        trace_id=0x0AF7651916CD43DD8448EB211C80319C,
+        span_id=0x00F067AA0BA902B7,
+        is_remote=False,
+        trace_flags=TraceFlags(TraceFlags.SAMPLED),
+    )
+    log = logging.getLogger("ingestion.test")
+    with trace.use_span(NonRecordingSpan(context)):
+        log.warning("inside a span")
+    log.warning("outside any span")  # tracing off looks the same: the current span is invalid
+
+    inside, outside = records(log_lines)
+    assert (inside["trace_id"], inside["span_id"]) == ("0af7651916cd43dd8448eb211c80319c", "00f067aa0ba902b7")
+    assert "trace_id" not in outside
+    assert "span_id" not in outside
