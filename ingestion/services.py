@@ -23,7 +23,7 @@ from django.utils import timezone
 from nexus_project.db import model_update
 
 from .dispatch import dispatch_outstanding, publish_on_commit
-from .models import FRESH_RUN, Job, JobStatus
+from .models import FRESH_RUN, LIVE_TRIGGER, Job, JobStatus
 
 
 class FingerprintConflict(Exception):
@@ -96,7 +96,7 @@ def job_accept(
             "purged_at": None,
             "revision": job.revision + 1,
             "revised_at": now,
-            "trigger": "auto",
+            "trigger": LIVE_TRIGGER,
         }
         dispatch = False
         # A worker mid-run keeps the row processing; it sees the newer revision when it
