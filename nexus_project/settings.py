@@ -309,6 +309,23 @@ ANTHROPIC_MAX_TOKENS = env_int("ANTHROPIC_MAX_TOKENS", 512)
 ANTHROPIC_THINKING = env_str("ANTHROPIC_THINKING", "disabled")
 # "claude" | "offline"; empty means claude when a key is set, else offline.
 EXTRACTOR = env_str("EXTRACTOR")
+
+
+def _phone_region(name: str, default: str) -> str:
+    """An ISO 3166 region libphonenumber knows ("CO"); anything else stops the process."""
+    import phonenumbers
+
+    value = env_str(name, default).upper()
+    if value not in phonenumbers.SUPPORTED_REGIONS:
+        raise ImproperlyConfigured(f"{name}={value!r} is not a region code libphonenumber knows (e.g. CO)")
+    return value
+
+
+# A phone written without a country code is read in this region's numbering plan, and one that
+# is not valid there is no phone: that keeps a Colombian ID number (cédula, 8-10 digits) out of
+# telefono. CO because the one real site is Colombian (WhatsApp ids +57, visitors give a
+# cédula); a visitor abroad who writes +<country code> is read in their own country's plan.
+NEXUS_DEFAULT_PHONE_REGION = _phone_region("NEXUS_DEFAULT_PHONE_REGION", "CO")
 # USD per million tokens by model (nexus_project/prices.py); the cost recorded per Extraction
 # is computed from these, per call.
 ANTHROPIC_PRICES = _DEFAULT_PRICES
