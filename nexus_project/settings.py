@@ -83,6 +83,7 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "rest_framework",
     "drf_spectacular",
+    "drf_spectacular_sidecar",  # Swagger UI and Redoc as static files: the docs work offline
     "corsheaders",
     "django_celery_beat",
     "prospects",
@@ -96,6 +97,7 @@ MIDDLEWARE = [
     # Counts producer POSTs by outcome from their responses; right inside the request id so it
     # sees every answer, rejections from parser, throttle and limits included.
     "ingestion.api.middleware.ProducerMetricsMiddleware",
+    "ingestion.api.middleware.ApiNotFoundMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "corsheaders.middleware.CorsMiddleware",
@@ -112,7 +114,7 @@ WSGI_APPLICATION = "nexus_project.wsgi.application"
 TEMPLATES = [
     {
         "BACKEND": "django.template.backends.django.DjangoTemplates",
-        "DIRS": [],
+        "DIRS": [BASE_DIR / "nexus_project" / "templates"],
         "APP_DIRS": True,
         "OPTIONS": {
             "context_processors": [
@@ -368,6 +370,8 @@ REST_FRAMEWORK = {
     # cannot be forged to dodge the per-IP throttle. Set it to exactly the proxies you run.
     "NUM_PROXIES": env_int("NEXUS_NUM_PROXIES", 0),
 }
+# Only for the development landing page's link; `make run` and `make flower` listen there.
+FLOWER_PORT = env_int("FLOWER_PORT", 5555)
 # OpenAPI schema and docs: open in development, staff only (admin login) in production.
 NEXUS_PUBLIC_DOCS = env_bool("NEXUS_PUBLIC_DOCS", not PRODUCTION)
 SPECTACULAR_SETTINGS = {
@@ -375,6 +379,10 @@ SPECTACULAR_SETTINGS = {
     "DESCRIPTION": "Turns website chat conversations into sales prospects.",
     "VERSION": VERSION,
     "SERVE_INCLUDE_SCHEMA": False,
+    # Served from our own static files (drf-spectacular-sidecar), never from a CDN.
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
     "SERVE_PERMISSIONS": ["ingestion.api.openapi.DocsAccess"],
     "SERVE_AUTHENTICATION": ["rest_framework.authentication.SessionAuthentication"],
     "POSTPROCESSING_HOOKS": [

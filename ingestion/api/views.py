@@ -47,11 +47,23 @@ class ProducerView(BatchedThrottlesMixin, APIView):
     @extend_schema(
         operation_id="producer_accept",
         summary="Queue a conversation for prospect extraction",
+        description=(
+            "Send the whole conversation so far after every visitor message, always with the "
+            "same sessionId for one chat. The answer comes at once: the conversation is stored "
+            "before the 202 is sent, and a worker reads it afterwards to fill the visitor's "
+            "prospect (name, contact, interest, archetype, objections). One chat session has one "
+            "queueId; follow it with GET /api/nexus/jobs/{queueId}. Sending the same conversation "
+            "again is harmless (duplicate: true), and an older, shorter one is ignored "
+            "(stale: true). The body must be JSON (Content-Type: application/json)."
+        ),
         request=ProducerRequestSerializer,
         responses={
             202: OpenApiResponse(AcceptedSerializer, description="Recorded durably; extraction queued."),
             400: OpenApiResponse(ErrorSerializer, description="Malformed JSON or a field over its limit."),
-            409: OpenApiResponse(ErrorSerializer, description="sessionId bound to another fingerprint."),
+            409: OpenApiResponse(
+                ErrorSerializer,
+                description="This sessionId already belongs to another visitor (fingerprint); use a new sessionId.",
+            ),
             413: OpenApiResponse(ErrorSerializer, description="Body over the byte limit."),
             415: OpenApiResponse(ErrorSerializer, description="Body is not application/json."),
             429: OpenApiResponse(ErrorSerializer, description="Throttled; see Retry-After."),
@@ -96,10 +108,19 @@ class ProducerView(BatchedThrottlesMixin, APIView):
     @extend_schema(
         operation_id="producer_health",
         summary="Health of the pipeline",
+        description=(
+            "Whether conversations are being accepted and turned into prospects: the database, "
+            "the task queue, the workers and the extractor, each up or down, the number of "
+            "conversations waiting, and which alert thresholds are crossed (a long queue, old "
+            "waiting conversations, failing or slow extractions). For a load balancer or a "
+            "status page; it reads no conversation and changes nothing."
+        ),
         responses={
-            200: OpenApiResponse(description="healthy or degraded"),
+            200: OpenApiResponse(
+                description="healthy, or degraded (accepting conversations, but something needs a look)"
+            ),
             429: OpenApiResponse(ErrorSerializer, description="Throttled; see Retry-After."),
-            503: OpenApiResponse(description="unhealthy: the database is down"),
+            503: OpenApiResponse(description="unhealthy: the database is down, nothing can be accepted"),
         },
     )
     def get(self, request: Request) -> Response:
@@ -135,6 +156,13 @@ class JobDetailView(APIView):
     @extend_schema(
         operation_id="job_status",
         summary="A job's progress (no transcript, no prospect data)",
+        description=(
+            "Where a chat session's extraction stands, by the queueId the POST returned: pending "
+            "(waiting for a worker), processing, completed or failed (with an error category such "
+            "as rate_limited or timeout). revision counts the conversation versions received; "
+            "processedRevision is the latest one extracted. It never shows the conversation or "
+            "what was extracted: that is in the admin."
+        ),
         responses={
             200: JobStatusSerializer,
             404: OpenApiResponse(ErrorSerializer, description="No job with this queueId."),
@@ -155,6 +183,19 @@ class QueueMetricsView(APIView):
     authentication_classes: list[Any] = [SessionAuthentication, BasicAuthentication]
     permission_classes = [IsAdminUser]
 
-    @extend_schema(responses={200: OpenApiResponse(description="Queue metrics"), 403: None})
+    @extend_schema(
+        operation_id="queue_metrics",
+        summary="Queue figures for operators (staff only)",
+        description=(
+            "The queue as the database sees it: conversations waiting, being processed and "
+            "failed, the age of the oldest waiting one, the last hour's extractions with their "
+            "error rate and p95 latency, and the alerts crossed. Needs a staff login (admin "
+            "session or basic auth)."
+        ),
+        responses={
+            200: OpenApiResponse(description="The figures, as JSON."),
+            403: OpenApiResponse(ErrorSerializer, description="Not logged in as staff."),
+        },
+    )
     def get(self, request: Request) -> Response:
         return Response(selectors.queue_metrics())
