@@ -62,7 +62,9 @@ class ProducerView(BatchedThrottlesMixin, APIView):
             400: OpenApiResponse(ErrorSerializer, description="Malformed JSON or a field over its limit."),
             409: OpenApiResponse(
                 ErrorSerializer,
-                description="This sessionId already belongs to another visitor (fingerprint); use a new sessionId.",
+                description=(
+                    "This sessionId already belongs to another visitor (fingerprint); use a new sessionId."
+                ),
             ),
             413: OpenApiResponse(ErrorSerializer, description="Body over the byte limit."),
             415: OpenApiResponse(ErrorSerializer, description="Body is not application/json."),
