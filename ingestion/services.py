@@ -148,6 +148,11 @@ def _insert_job(
     )
     fields = Job._meta.concrete_fields
     values = {str(f.column): f.get_db_prep_save(f.pre_save(job, True), connection) for f in fields}
+    # auto_now_add / auto_now stamp their own, later now(): the row keeps the POST's one instant,
+    # so created_at never passes revised_at (a prospect's last_seen came out before first_seen).
+    for field in fields:
+        if field.name in ("created_at", "updated_at"):
+            values[str(field.column)] = field.get_db_prep_save(now, connection)
     with connection.wrap_database_errors:  # psycopg errors surface as Django's, as elsewhere
         if connection.vendor == "postgresql":
             connection.ensure_connection()

@@ -93,6 +93,7 @@ class ProducerView(BatchedThrottlesMixin, APIView):
             {
                 "messageId": message_id,
                 "queueId": accepted.job_id,
+                "message": _ANSWERS[accepted.outcome],
                 "duplicate": accepted.outcome is Outcome.DUPLICATE,
                 "stale": accepted.outcome is Outcome.STALE,
             }
@@ -129,6 +130,15 @@ class ProducerView(BatchedThrottlesMixin, APIView):
         report = health.report()
         code = status.HTTP_503_SERVICE_UNAVAILABLE if report["status"] == "unhealthy" else 200
         return Response(report, status=code)
+
+
+# The 202's message by what job_accept decided: only a conversation with something new is queued.
+_ANSWERS = {
+    Outcome.CREATED: "Your message has been queued for processing",
+    Outcome.REVISED: "Your message has been queued for processing",
+    Outcome.DUPLICATE: "This conversation was already recorded; nothing new to process",
+    Outcome.STALE: "A newer version of this conversation was already recorded; this one is ignored",
+}
 
 
 def _enriched_metadata(request: Request, metadata: dict[str, Any]) -> dict[str, Any]:
