@@ -317,7 +317,7 @@ def _phone_region(name: str, default: str) -> str:
     """An ISO 3166 region libphonenumber knows ("CO"); anything else stops the process."""
     import phonenumbers
 
-    value = env_str(name, default).upper()
+    value = (env_str(name) or default).upper()  # set but empty: the default
     if value not in phonenumbers.SUPPORTED_REGIONS:
         raise ImproperlyConfigured(f"{name}={value!r} is not a region code libphonenumber knows (e.g. CO)")
     return value

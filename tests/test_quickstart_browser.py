@@ -19,16 +19,17 @@ from ingestion.models import Job, JobStatus
 from tests.conftest import wait_for
 
 CHROMIUM = Path("/usr/bin/chromium")
-# The README's quick-start body, as the curl there sends it.
-README_SEED = {
-    "messages": [
-        {"role": "user", "content": "Hola, me llamo Juan Pérez"},
-        {"role": "assistant", "content": "Hola Juan, ¿en qué puedo ayudarte?"},
-        {"role": "user", "content": "Quiero saber sobre las oportunidades de inversión"},
-    ],
-    "sessionId": "test-1700000000",
-    "fingerprint": "test-fingerprint-456",
-}
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def readme_seed() -> dict:
+    """The body of the README's quick-start curl, read from the README itself."""
+    readme = (ROOT / "README.md").read_text("utf-8")
+    match = re.search(r"curl -sS http://127\.0\.0\.1:8000/api/nexus/producer .*?-d '(\{.*?\})'", readme, re.S)
+    assert match, "the README's quick start has no seed curl"
+    return json.loads(match.group(1))
+
+
 PASSWORD = "quickstart-password-not-a-secret"
 
 pytestmark = [
@@ -85,7 +86,7 @@ def post(base: str, body: dict) -> str:
 def test_quick_start_ends_with_the_prospect_on_the_admin_list(
     live_server, celery_worker, monkeypatch, tmp_path
 ):
-    queue_ids = [post(live_server.url, README_SEED), post(live_server.url, FULL)]
+    queue_ids = [post(live_server.url, readme_seed()), post(live_server.url, FULL)]
     wait_for(
         lambda: Job.objects.filter(id__in=queue_ids, status=JobStatus.COMPLETED).count() == 2, timeout=60
     )
