@@ -19,7 +19,11 @@ def landing(request: HttpRequest) -> HttpResponse:
         ("Prospects", "/admin/prospects/prospect/", "the result: one row per visitor"),
         ("API docs", "/api/docs/", "Swagger UI of the API (Redoc: /api/redoc/, schema: /api/schema/)"),
         ("Health", "/api/nexus/producer", "GET: healthy, degraded or unhealthy, with the reasons"),
-        ("Flower", f"{request.scheme}://{host or '127.0.0.1'}:{settings.FLOWER_PORT}/", "Celery tasks and workers"),
+        (
+            "Flower",
+            f"{request.scheme}://{host or '127.0.0.1'}:{settings.FLOWER_PORT}/",
+            "Celery tasks and workers",
+        ),
         ("Metrics", "/metrics", "Prometheus"),
     ]
     return render(request, "landing.html", {"parts": parts, "version": settings.VERSION})
