@@ -14,11 +14,12 @@ RUNTIME_STAMP := $(STAMPS)/requirements.txt
 DEV_STAMP := $(STAMPS)/requirements-dev.txt
 CELERY := $(VENV)/bin/celery -A nexus_project
 
-.PHONY: help run servers test chaos lint fmt bench migrate shell web worker beat flower clean deps dev-deps
+.PHONY: help run servers superuser test chaos lint fmt bench migrate shell web worker beat flower clean deps dev-deps
 
 help:
 	@echo "make run      embedded PostgreSQL and valkey, migrate, then web :8000, worker, beat and Flower :5555"
 	@echo "make servers  only the embedded PostgreSQL and valkey, for the parts below in other terminals"
+	@echo "make superuser  the first admin login (asks for a name and password; make run or make servers up)"
 	@echo "make test     the pytest suite (own PostgreSQL and valkey unless DATABASE_URL / REDIS_URL; PYTEST_ARGS=...)"
 	@echo "make chaos    the fault-injection suite: kills, flushes and restarts under load (~6 min)"
 	@echo "make lint     ruff check, ruff format --check, mypy"
@@ -51,6 +52,12 @@ run: deps
 
 servers: deps
 	$(PY) -m nexus_project.devrun --servers
+
+# The first admin login, in the database `make run` uses (its embedded PostgreSQL must be up:
+# `make run` or `make servers` in another terminal). DJANGO_SUPERUSER_USERNAME/_EMAIL/_PASSWORD
+# in the environment answer the prompts (Django's --noinput).
+superuser: deps
+	$(PY) manage.py createsuperuser $(if $(DJANGO_SUPERUSER_PASSWORD),--noinput)
 
 test: dev-deps
 	$(VENV)/bin/pytest $(PYTEST_ARGS)

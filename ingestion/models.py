@@ -25,6 +25,10 @@ class JobStatus(models.TextChoices):
     FAILED = "failed", "Failed"
 
 
+# The trigger of the pipeline's own runs (a visitor's POST, a retry, the sweeper); an
+# operator's re-extraction has "reprocess:<id>" instead.
+LIVE_TRIGGER = "auto"
+
 # What a new run of a job starts from (a new revision, a re-queue, a requeue for a newer
 # revision): no failed calls, no claims, no backoff, no error.
 FRESH_RUN: MappingProxyType[str, Any] = MappingProxyType(
@@ -66,7 +70,7 @@ class Job(models.Model):
     claim_token = models.UUIDField(null=True, blank=True)
     lease_until = models.DateTimeField(null=True, blank=True)
     # "auto" for the pipeline's own runs; "reprocess:<id>" asks for a deliberate re-extraction.
-    trigger = models.CharField(max_length=48, default="auto")
+    trigger = models.CharField(max_length=48, default=LIVE_TRIGGER)
 
     # The latest successful extraction of this session, in schema keys: the Prospect is the
     # fold of these over the visitor's sessions (SPEC §10).
@@ -127,7 +131,7 @@ class Extraction(models.Model):
         "prospects.Prospect", null=True, blank=True, on_delete=models.CASCADE, related_name="extractions"
     )
     revision = models.PositiveIntegerField()
-    trigger = models.CharField(max_length=48, default="auto")
+    trigger = models.CharField(max_length=48, default=LIVE_TRIGGER)
     outcome = models.CharField(max_length=8, choices=ExtractionOutcome.choices)
     error_category = models.CharField(max_length=32, blank=True, default="")
 
@@ -141,7 +145,8 @@ class Extraction(models.Model):
     cache_read_tokens = models.PositiveIntegerField(default=0)
     cost_usd = models.DecimalField(max_digits=12, decimal_places=6, default=0)
     latency_ms = models.PositiveIntegerField(default=0, help_text="Extractor call duration.")
-    # From the revision's POST to this result being merged (the pipeline's end-to-end latency).
+    # From the revision's POST to this result being merged (the pipeline's end-to-end latency);
+    # null for a re-extraction, which no visitor waited for.
     pipeline_latency_ms = models.PositiveIntegerField(null=True, blank=True)
 
     result = models.JSONField(null=True, blank=True)

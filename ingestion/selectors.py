@@ -20,7 +20,7 @@ from redis.exceptions import RedisError
 from prospects.services import SessionData
 from tenants.models import Tenant
 
-from .models import Extraction, ExtractionOutcome, Job, JobStatus
+from .models import LIVE_TRIGGER, Extraction, ExtractionOutcome, Job, JobStatus
 
 
 def queue_counts() -> dict[str, Any]:
@@ -69,7 +69,10 @@ def job_status_counts() -> dict[str, int]:
 
 
 def extraction_window(*, hours: float = 1.0) -> dict[str, Any]:
-    """Claude calls in the window: counts, error rate and p95 pipeline latency."""
+    """Claude calls in the window: counts, error rate and p95 pipeline latency.
+
+    The p95 is of visitor-triggered extractions only, from their POST: a re-extraction an
+    operator asked for (``reprocess``, the admin's re-extract) is not what the alert is about."""
     since = timezone.now() - timedelta(hours=hours)
     recent = Extraction.objects.filter(created_at__gte=since)
     counts = recent.aggregate(
@@ -78,7 +81,9 @@ def extraction_window(*, hours: float = 1.0) -> dict[str, Any]:
     )
     total = counts["ok"] + counts["failed"]
     # The p95 row is fetched alone (ORDER BY … OFFSET n): the database sorts, Python gets one value.
-    timed = recent.filter(outcome=ExtractionOutcome.OK, pipeline_latency_ms__isnull=False)
+    timed = recent.filter(
+        outcome=ExtractionOutcome.OK, trigger=LIVE_TRIGGER, pipeline_latency_ms__isnull=False
+    )
     p95 = 0.0
     n = timed.count() if counts["ok"] else 0
     if n:

@@ -24,7 +24,7 @@ from nexus_project.db import model_update
 from tenants import directory
 
 from .dispatch import dispatch_outstanding, publish_on_commit
-from .models import FRESH_RUN, Job, JobStatus
+from .models import FRESH_RUN, LIVE_TRIGGER, Job, JobStatus
 
 
 class FingerprintConflict(Exception):
@@ -101,7 +101,7 @@ def job_accept(
             "purged_at": None,
             "revision": job.revision + 1,
             "revised_at": now,
-            "trigger": "auto",
+            "trigger": LIVE_TRIGGER,
         }
         dispatch = False
         # A worker mid-run keeps the row processing; it sees the newer revision when it
@@ -155,6 +155,11 @@ def _insert_job(
     )
     fields = Job._meta.concrete_fields
     values = {str(f.column): f.get_db_prep_save(f.pre_save(job, True), connection) for f in fields}
+    # auto_now_add / auto_now stamp their own, later now(): the row keeps the POST's one instant,
+    # so created_at never passes revised_at (a prospect's last_seen came out before first_seen).
+    for field in fields:
+        if field.name in ("created_at", "updated_at"):
+            values[str(field.column)] = field.get_db_prep_save(now, connection)
     with connection.wrap_database_errors:  # psycopg errors surface as Django's, as elsewhere
         if connection.vendor == "postgresql":
             connection.ensure_connection()

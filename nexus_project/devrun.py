@@ -13,6 +13,7 @@ import json
 import os
 import secrets
 import signal
+import sqlite3
 import subprocess
 import sys
 import threading
@@ -28,6 +29,7 @@ from nexus_project.embedded import (
     EmbeddedPostgres,
     EmbeddedValkey,
     StartupError,
+    dev_database_url,
     die_with_parent,
     port_in_use,
 )
@@ -88,6 +90,34 @@ def database_description(env: dict[str, str], postgres: EmbeddedPostgres | None)
     if url.startswith("sqlite"):
         return f"SQLite at {url.split(':///', 1)[-1]} (DATABASE_URL)"
     return f"{without_credentials(url)} (DATABASE_URL)"
+
+
+_SUPERUSER_SQL = "SELECT EXISTS (SELECT 1 FROM auth_user WHERE is_superuser AND is_active)"
+
+
+def superuser_exists(url: str) -> bool | None:
+    """Whether the database (migrated) has an active superuser; None when it cannot tell.
+    Read with the driver directly: a manage.py process would cost a second of a CPU-bound start."""
+    if url.startswith("sqlite"):
+        try:
+            with sqlite3.connect(url.split(":///", 1)[-1]) as db:
+                return bool(db.execute(_SUPERUSER_SQL).fetchone()[0])
+        except sqlite3.Error:
+            return None
+    import psycopg
+
+    try:
+        with psycopg.connect(url, connect_timeout=5) as db:
+            row = db.execute(_SUPERUSER_SQL).fetchone()
+            return bool(row and row[0])
+    except psycopg.Error:
+        return None
+
+
+def admin_line(web: str, has_superuser: bool | None) -> str:
+    if has_superuser:
+        return f"admin     {web}/admin/"
+    return f"admin     {web}/admin/  (first login: `make superuser` in another terminal)"
 
 
 def extractor_description(env: dict[str, str]) -> str:
@@ -235,7 +265,7 @@ class Supervisor:
         worker_threads = env.get("WORKER_CONCURRENCY") or ("64" if production else "16")  # settings' default
         summary = [
             f"web       {web}/  (health {web}/api/nexus/producer, liveness {web}/healthz)",
-            f"admin     {web}/admin/  (no user yet? {sys.executable} manage.py createsuperuser)",
+            admin_line(web, superuser_exists(env.get("DATABASE_URL") or dev_database_url(VAR_DIR))),
             f"API docs  {web}/api/docs/",
             f"Flower    http://127.0.0.1:{flower_port}/  (basic auth {credential})",
             f"database  {database_description(env, self.postgres)}",

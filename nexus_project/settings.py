@@ -83,6 +83,7 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "rest_framework",
     "drf_spectacular",
+    "drf_spectacular_sidecar",  # Swagger UI and Redoc as static files: the docs work offline
     "corsheaders",
     "django_celery_beat",
     "tenants",
@@ -97,6 +98,7 @@ MIDDLEWARE = [
     # Counts producer POSTs by outcome from their responses; right inside the request id so it
     # sees every answer, rejections from parser, throttle and limits included.
     "ingestion.api.middleware.ProducerMetricsMiddleware",
+    "ingestion.api.middleware.ApiNotFoundMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "corsheaders.middleware.CorsMiddleware",
@@ -113,7 +115,7 @@ WSGI_APPLICATION = "nexus_project.wsgi.application"
 TEMPLATES = [
     {
         "BACKEND": "django.template.backends.django.DjangoTemplates",
-        "DIRS": [],
+        "DIRS": [BASE_DIR / "nexus_project" / "templates"],
         "APP_DIRS": True,
         "OPTIONS": {
             "context_processors": [
@@ -325,6 +327,23 @@ ANTHROPIC_MAX_TOKENS = env_int("ANTHROPIC_MAX_TOKENS", 512)
 ANTHROPIC_THINKING = env_str("ANTHROPIC_THINKING", "disabled")
 # "claude" | "offline"; empty means claude when a key is set, else offline.
 EXTRACTOR = env_str("EXTRACTOR")
+
+
+def _phone_region(name: str, default: str) -> str:
+    """An ISO 3166 region libphonenumber knows ("CO"); anything else stops the process."""
+    import phonenumbers
+
+    value = (env_str(name) or default).upper()  # set but empty: the default
+    if value not in phonenumbers.SUPPORTED_REGIONS:
+        raise ImproperlyConfigured(f"{name}={value!r} is not a region code libphonenumber knows (e.g. CO)")
+    return value
+
+
+# A phone written without a country code is read in this region's numbering plan, and one that
+# is not valid there is no phone: that keeps a Colombian ID number (cédula, 8-10 digits) out of
+# telefono. CO because the one real site is Colombian (WhatsApp ids +57, visitors give a
+# cédula); a visitor abroad who writes +<country code> is read in their own country's plan.
+NEXUS_DEFAULT_PHONE_REGION = _phone_region("NEXUS_DEFAULT_PHONE_REGION", "CO")
 # USD per million tokens by model (nexus_project/prices.py); the cost recorded per Extraction
 # is computed from these, per call.
 ANTHROPIC_PRICES = _DEFAULT_PRICES
@@ -376,6 +395,8 @@ REST_FRAMEWORK = {
     # cannot be forged to dodge the per-IP throttle. Set it to exactly the proxies you run.
     "NUM_PROXIES": env_int("NEXUS_NUM_PROXIES", 0),
 }
+# Only for the development landing page's link; `make run` and `make flower` listen there.
+FLOWER_PORT = env_int("FLOWER_PORT", 5555)
 # OpenAPI schema and docs: open in development, staff only (admin login) in production.
 NEXUS_PUBLIC_DOCS = env_bool("NEXUS_PUBLIC_DOCS", not PRODUCTION)
 SPECTACULAR_SETTINGS = {
@@ -383,6 +404,10 @@ SPECTACULAR_SETTINGS = {
     "DESCRIPTION": "Turns website chat conversations into sales prospects.",
     "VERSION": VERSION,
     "SERVE_INCLUDE_SCHEMA": False,
+    # Served from our own static files (drf-spectacular-sidecar), never from a CDN.
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
     "SERVE_PERMISSIONS": ["ingestion.api.openapi.DocsAccess"],
     "SERVE_AUTHENTICATION": ["rest_framework.authentication.SessionAuthentication"],
     "POSTPROCESSING_HOOKS": [

@@ -1,17 +1,22 @@
-"""URL map: the public API under /api/, probes at the root, admin, OpenAPI docs."""
+"""URL map: the public API under /api/, probes at the root, admin, OpenAPI docs, and in
+development a landing page at /."""
 
 from django.contrib import admin
 from django.urls import include, path
-from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
 
 from ingestion.api.probes import healthz, prometheus_metrics, readyz
+
+from .landing import landing
 
 urlpatterns = [
     path("api/", include("ingestion.api.urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),
+    path("api/redoc/", SpectacularRedocView.as_view(url_name="schema"), name="redoc"),
     path("healthz", healthz, name="healthz"),
     path("readyz", readyz, name="readyz"),
     path("metrics", prometheus_metrics, name="metrics"),
     path("admin/", admin.site.urls),
+    path("", landing, name="landing"),
 ]

@@ -1,12 +1,13 @@
 """The API's middleware: probes answered before host validation, the request-scoped
-correlation id (``X-Request-Id`` in, echoed out), and the producer's request counters."""
+correlation id (``X-Request-Id`` in, echoed out), the producer's request counters, and the
+JSON 404 under /api/."""
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Callable
 
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse, JsonResponse
 
 from ..logcontext import clean_request_id, request_id_var, tenant_var
 from ..ops import metrics
@@ -77,4 +78,26 @@ class ProducerMetricsMiddleware:
                 metrics.record_post(outcome, reason, tenant=tenant_var.get())
             except OSError as exc:  # multiprocess files unwritable: a lost count, not a lost POST
                 logger.warning("producer metric not counted", extra={"error": type(exc).__name__})
+        return response
+
+
+class ApiNotFoundMiddleware:
+    """A path under /api/ that names no endpoint answers the API's JSON error shape, not
+    Django's HTML 404 page (``/api/nexus/jobs`` without an id, a typo). Outside
+    CommonMiddleware, so the trailing-slash redirect is decided first."""
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        response = self.get_response(request)
+        is_json = response.get("Content-Type", "").startswith("application/json")
+        if response.status_code == 404 and request.path.startswith("/api/") and not is_json:
+            return JsonResponse(
+                {
+                    "error": "not_found",
+                    "message": "No endpoint at this path; the endpoints are in /api/docs/.",
+                },
+                status=404,
+            )
         return response

@@ -180,7 +180,7 @@ class AcceptedSerializer(serializers.Serializer):
     status = serializers.CharField(default="accepted", help_text='Always "accepted".')
     messageId = serializers.CharField(help_text="A new id for this request (or the X-Request-Id sent).")
     queueId = serializers.UUIDField(help_text="The session's job: GET /api/nexus/jobs/<queueId>.")
-    message = serializers.CharField(default="Your message has been queued for processing")
+    message = serializers.CharField(help_text="What happened, for a person.")
     estimatedProcessingTime = serializers.CharField(default="<2 seconds")
     duplicate = serializers.BooleanField(
         required=False, help_text="The exact transcript was already received."
@@ -216,7 +216,10 @@ class JobStatusSerializer(serializers.Serializer):
     status = serializers.ChoiceField(choices=["pending", "processing", "completed", "failed"])
     revision = serializers.IntegerField()
     processedRevision = serializers.IntegerField(source="processed_revision")
-    attempts = serializers.IntegerField()
+    attempts = serializers.IntegerField(
+        help_text="Failed extraction calls for the current revision: 0 when the first call succeeded. "
+        "They are retried with backoff; a new revision starts again at 0."
+    )
     errorCategory = serializers.CharField(
         source="error_category", allow_blank=True, help_text="rate_limited, timeout, auth, … never raw text."
     )

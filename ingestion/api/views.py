@@ -62,12 +62,21 @@ class ProducerView(BatchedThrottlesMixin, APIView):
     @extend_schema(
         operation_id="producer_accept",
         summary="Queue a conversation for prospect extraction",
-        description="The tenant comes from the key (Authorization: Bearer), else the Origin's host "
-        "among the tenants' domains (else the Referer's), else the X-Tenant-Id header, else the "
-        "default tenant. An X-Tenant-Id naming another tenant than the key or origin is 403 "
-        "tenant_mismatch; one naming no tenant is 400 unknown_tenant; an origin that is neither a "
-        "tenant domain nor in CORS_ALLOWED_ORIGINS is 403 origin_not_allowed; an inactive "
-        "tenant is 403 tenant_inactive. Nothing is recorded on any of these.",
+        description=(
+            "Send the whole conversation so far after every visitor message, always with the "
+            "same sessionId for one chat. The answer comes at once: the conversation is stored "
+            "before the 202 is sent, and a worker reads it afterwards to fill the visitor's "
+            "prospect (name, contact, interest, archetype, objections). One chat session has one "
+            "queueId; follow it with GET /api/nexus/jobs/{queueId}. Sending the same conversation "
+            "again is harmless (duplicate: true), and an older, shorter one is ignored "
+            "(stale: true). The body must be JSON (Content-Type: application/json). "
+            "The tenant comes from the key (Authorization: Bearer), else the Origin's host "
+            "among the tenants' domains (else the Referer's), else the X-Tenant-Id header, else the "
+            "default tenant. An X-Tenant-Id naming another tenant than the key or origin is 403 "
+            "tenant_mismatch; one naming no tenant is 400 unknown_tenant; an origin that is neither a "
+            "tenant domain nor in CORS_ALLOWED_ORIGINS is 403 origin_not_allowed; an inactive "
+            "tenant is 403 tenant_inactive. Nothing is recorded on any of these."
+        ),
         request=ProducerRequestSerializer,
         responses={
             202: OpenApiResponse(AcceptedSerializer, description="Recorded durably; extraction queued."),
@@ -83,7 +92,12 @@ class ProducerView(BatchedThrottlesMixin, APIView):
                 description="tenant_mismatch (X-Tenant-Id against the key or origin), tenant_inactive, "
                 "or origin_not_allowed; nothing recorded.",
             ),
-            409: OpenApiResponse(ErrorSerializer, description="sessionId bound to another fingerprint."),
+            409: OpenApiResponse(
+                ErrorSerializer,
+                description=(
+                    "This sessionId already belongs to another visitor (fingerprint); use a new sessionId."
+                ),
+            ),
             413: OpenApiResponse(ErrorSerializer, description="Body over the byte limit."),
             415: OpenApiResponse(ErrorSerializer, description="Body is not application/json."),
             429: OpenApiResponse(ErrorSerializer, description="Throttled; see Retry-After."),
@@ -113,6 +127,7 @@ class ProducerView(BatchedThrottlesMixin, APIView):
             {
                 "messageId": message_id,
                 "queueId": accepted.job_id,
+                "message": _ANSWERS[accepted.outcome],
                 "duplicate": accepted.outcome is Outcome.DUPLICATE,
                 "stale": accepted.outcome is Outcome.STALE,
             }
@@ -130,16 +145,34 @@ class ProducerView(BatchedThrottlesMixin, APIView):
     @extend_schema(
         operation_id="producer_health",
         summary="Health of the pipeline",
+        description=(
+            "Whether conversations are being accepted and turned into prospects: the database, "
+            "the task queue, the workers and the extractor, each up or down, the number of "
+            "conversations waiting, and which alert thresholds are crossed (a long queue, old "
+            "waiting conversations, failing or slow extractions). For a load balancer or a "
+            "status page; it reads no conversation and changes nothing."
+        ),
         responses={
-            200: OpenApiResponse(description="healthy or degraded"),
+            200: OpenApiResponse(
+                description="healthy, or degraded (accepting conversations, but something needs a look)"
+            ),
             429: OpenApiResponse(ErrorSerializer, description="Throttled; see Retry-After."),
-            503: OpenApiResponse(description="unhealthy: the database is down"),
+            503: OpenApiResponse(description="unhealthy: the database is down, nothing can be accepted"),
         },
     )
     def get(self, request: Request) -> Response:
         report = health.report()
         code = status.HTTP_503_SERVICE_UNAVAILABLE if report["status"] == "unhealthy" else 200
         return Response(report, status=code)
+
+
+# The 202's message by what job_accept decided: only a conversation with something new is queued.
+_ANSWERS = {
+    Outcome.CREATED: "Your message has been queued for processing",
+    Outcome.REVISED: "Your message has been queued for processing",
+    Outcome.DUPLICATE: "This conversation was already recorded; nothing new to process",
+    Outcome.STALE: "A newer version of this conversation was already recorded; this one is ignored",
+}
 
 
 def _enriched_metadata(request: Request, metadata: dict[str, Any]) -> dict[str, Any]:
@@ -169,6 +202,13 @@ class JobDetailView(APIView):
     @extend_schema(
         operation_id="job_status",
         summary="A job's progress (no transcript, no prospect data)",
+        description=(
+            "Where a chat session's extraction stands, by the queueId the POST returned: pending "
+            "(waiting for a worker), processing, completed or failed (with an error category such "
+            "as rate_limited or timeout). revision counts the conversation versions received; "
+            "processedRevision is the latest one extracted. It never shows the conversation or "
+            "what was extracted: that is in the admin."
+        ),
         responses={
             200: JobStatusSerializer,
             404: OpenApiResponse(ErrorSerializer, description="No job with this queueId."),
@@ -191,6 +231,19 @@ class QueueMetricsView(APIView):
     authentication_classes: list[Any] = [SessionAuthentication, BasicAuthentication]
     permission_classes = [IsAdminUser]
 
-    @extend_schema(responses={200: OpenApiResponse(description="Queue metrics"), 403: None})
+    @extend_schema(
+        operation_id="queue_metrics",
+        summary="Queue figures for operators (staff only)",
+        description=(
+            "The queue as the database sees it: conversations waiting, being processed and "
+            "failed, the age of the oldest waiting one, the last hour's extractions with their "
+            "error rate and p95 latency, and the alerts crossed. Needs a staff login (admin "
+            "session or basic auth)."
+        ),
+        responses={
+            200: OpenApiResponse(description="The figures, as JSON."),
+            403: OpenApiResponse(ErrorSerializer, description="Not logged in as staff."),
+        },
+    )
     def get(self, request: Request) -> Response:
         return Response(selectors.queue_metrics())

@@ -28,7 +28,7 @@ from prometheus_client.registry import Collector
 
 from .. import dispatch, selectors
 from ..extraction.base import TRANSIENT_CATEGORIES
-from ..models import Extraction, ExtractionOutcome, JobStatus
+from ..models import LIVE_TRIGGER, Extraction, ExtractionOutcome, JobStatus
 from ..worker import breaker, heartbeat
 
 logger = logging.getLogger(__name__)
@@ -72,9 +72,9 @@ def post_outcome(status_code: int, body: Any) -> tuple[str, str]:
     return "rejected", code if isinstance(code, str) and _CODE.match(code) else f"http_{status_code}"
 
 
-def _histogram(name: str, documentation: str, field: str) -> HistogramMetricFamily:
+def _histogram(name: str, documentation: str, field: str, *, where: Q | None = None) -> HistogramMetricFamily:
     """A cumulative histogram of a millisecond column of successful extractions, in SQL."""
-    has_value = Q(outcome=ExtractionOutcome.OK, **{f"{field}__isnull": False})
+    has_value = Q(outcome=ExtractionOutcome.OK, **{f"{field}__isnull": False}) & (where or Q())
     buckets = {
         f"le_{i}": Count("id", filter=has_value & Q(**{f"{field}__lte": bound * 1000}))
         for i, bound in enumerate(LATENCY_BUCKETS)
@@ -109,8 +109,9 @@ class LedgerCollector(Collector):
         )
         yield _histogram(
             "nexus_pipeline_latency_seconds",
-            "From a revision's POST to its result merged into the prospect.",
+            "From a visitor's POST to its result merged into the prospect (re-extractions not counted).",
             "pipeline_latency_ms",
+            where=Q(trigger=LIVE_TRIGGER),
         )
         yield from self._operations()
 
@@ -141,7 +142,7 @@ class LedgerCollector(Collector):
         )
         yield GaugeMetricFamily(
             "nexus_pipeline_latency_p95_seconds",
-            "p95 POST-to-merged latency, last hour.",
+            "p95 POST-to-merged latency of visitor-triggered extractions, last hour.",
             value=window["p95_latency_s"],
         )
         alerts = GaugeMetricFamily(

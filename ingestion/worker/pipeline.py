@@ -46,7 +46,7 @@ from ..dispatch import publish_on_commit
 from ..extraction import get_extractor
 from ..extraction.base import ExtractionError, ExtractionResult, FailureKind, Usage
 from ..logcontext import bind_job
-from ..models import FRESH_RUN, Extraction, ExtractionOutcome, Job, JobStatus
+from ..models import FRESH_RUN, LIVE_TRIGGER, Extraction, ExtractionOutcome, Job, JobStatus
 from . import breaker, budget
 
 logger = logging.getLogger(__name__)
@@ -266,7 +266,7 @@ def _record_success(claim: Claim, result: ExtractionResult) -> str:
             "last_error": "",
             "error_category": "",
             "next_attempt_at": None,
-            "trigger": "auto",
+            "trigger": LIVE_TRIGGER,
         }
         newer = job.revision > claim.revision
         if newer:
@@ -307,7 +307,7 @@ def _record_extraction(
             "prompt_version": result.prompt_version,
             "stop_reason": result.stop_reason,
             "latency_ms": result.latency_ms,
-            "pipeline_latency_ms": _pipeline_latency_ms(job, now),
+            "pipeline_latency_ms": _pipeline_latency_ms(job, claim, now),
             "result": result.data,
             "merged": merged,
         }
@@ -343,8 +343,12 @@ def _usage_fields(usage: Usage) -> dict[str, int]:
     }
 
 
-def _pipeline_latency_ms(job: Job, now: Any) -> int | None:
-    if job.revised_at is None:
+def _pipeline_latency_ms(job: Job, claim: Claim, now: Any) -> int | None:
+    """From the visitor's POST of this revision to its result merged, for the pipeline's own
+    runs only. A re-extraction (``reprocess``, the admin's re-extract) was asked for by an
+    operator, maybe days after the POST: measured from the POST it would read as hours of
+    latency and fire the p95 alert, so it gets none (its extractor call is still timed)."""
+    if claim.trigger != LIVE_TRIGGER or job.revised_at is None:
         return None
     return max(0, int((now - job.revised_at).total_seconds() * 1000))
 

@@ -215,3 +215,66 @@ def test_reextract_action_records_a_new_extraction(celery_worker, staff):
     assert "Skipped 1 job(s)" in page
     wait_for(lambda: Extraction.objects.filter(job=job, outcome="ok").count() == 2)
     assert Job.objects.get(id=purged.id).status == JobStatus.FAILED
+
+
+@pytest.mark.django_db(transaction=True)
+def test_extractions_list_names_the_session_not_the_jobs_current_revision(staff):
+    job = completed_job("s-rev")
+    job_accept(
+        session_id="s-rev",
+        fingerprint="fp-admin",
+        messages=[*SEED_MESSAGES, *transcript("y más")],
+        metadata={},
+    )
+
+    page = staff.get("/admin/ingestion/extraction/").content.decode()
+
+    assert Job.objects.get(id=job.id).revision == 2
+    assert "s-rev r2" not in page  # the revision-1 row used to be labelled with the job's r2
+    assert "s-rev</a> r1" in page
+    assert ">live<" in page
+    assert "Juan Pérez" not in page  # the outcome column, not the result's JSON
+
+
+@pytest.mark.django_db
+def test_objections_read_as_the_vocabularys_labels(staff):
+    prospect = make_prospect("fp:obj", nombre="Olga", objeciones=["mlm", "precio"])
+
+    page = staff.get(f"/admin/prospects/prospect/{prospect.id}/change/").content.decode()
+
+    assert "Precio, Multinivel (MLM)" in page
+    assert "[&quot;mlm&quot;" not in page and '["mlm"' not in page
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize(
+    ("url", "most"), [("/admin/prospects/prospect/", 9), ("/admin/ingestion/extraction/", 8)]
+)
+def test_lists_keep_to_a_few_columns(staff, url, most):
+    """Both lists overflowed at 1,440-1,920 px with ten and fifteen columns."""
+    completed_job()
+    page = staff.get(url).content.decode()
+    header = page[page.index("<thead>") : page.index("</thead>")]
+    assert header.count("<th") <= most  # the checkbox column included
+
+
+@pytest.mark.django_db(transaction=True)
+def test_csv_first_seen_is_never_after_last_seen(staff):
+    completed_job("s-seen")
+
+    rows = list(
+        csv.DictReader(
+            io.StringIO(
+                b"".join(staff.get("/admin/prospects/prospect/export.csv").streaming_content).decode()
+            )
+        )
+    )
+
+    assert rows and all(row["first_seen_at"] <= row["last_seen_at"] for row in rows)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_job_list_says_failed_calls_where_it_said_attempts(staff):
+    completed_job()
+    page = staff.get("/admin/ingestion/job/").content.decode()
+    assert "Failed calls" in page

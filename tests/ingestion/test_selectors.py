@@ -55,6 +55,23 @@ def test_extraction_window_error_rate_and_nearest_rank_p95():
     assert window["p95_latency_s"] == 1.9  # rank ceil(0.95 * 20) = 19 -> 1900 ms
 
 
+def test_extraction_window_p95_leaves_out_re_extractions():
+    job_id = make_job("a", JobStatus.COMPLETED)
+    for revision in range(1, 11):  # ten live calls, fast
+        Extraction.objects.create(
+            job_id=job_id, revision=revision, outcome="ok", extractor="offline", pipeline_latency_ms=100
+        )
+    for n in range(10):  # ten re-extractions of an old POST, as rows written before the fix
+        Extraction.objects.create(
+            job_id=job_id, revision=1, trigger=f"reprocess:{n}", outcome="ok", extractor="offline",
+            pipeline_latency_ms=86_400_000,
+        )  # fmt: skip
+
+    window = selectors.extraction_window()
+
+    assert (window["ok"], window["p95_latency_s"]) == (20, 0.1)
+
+
 def test_extraction_window_is_empty_without_calls():
     assert selectors.extraction_window() == {
         "calls": 0, "ok": 0, "failed": 0, "error_rate": 0.0, "p95_latency_s": 0.0,

@@ -153,3 +153,10 @@ def test_requeue_resets_a_failed_job_and_refuses_purged_ones():
 
     Job.objects.filter(id=job_id).update(status=JobStatus.FAILED, purged_at=timezone.now())
     assert job_requeue(job_id=job_id) is False
+
+
+def test_a_new_session_is_created_and_revised_at_the_same_instant():
+    """A prospect's first_seen is its sessions' created_at, its last_seen their revised_at: a
+    created_at stamped a moment after revised_at put last_seen before first_seen in the CSV."""
+    job = Job.objects.get(id=accept(ONE).job_id)
+    assert job.created_at == job.revised_at == job.updated_at

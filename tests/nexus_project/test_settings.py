@@ -168,6 +168,7 @@ def test_probes_answer_any_host_and_everything_else_keeps_the_host_check():
         ("NEXUS_PUBLIC_DOCS", "maybe", "NEXUS_PUBLIC_DOCS='maybe' is not a boolean"),
         ("NEXUS_LEASE_SECONDS", "12O", "NEXUS_LEASE_SECONDS='12O' is not a number"),
         ("NEXUS_MAX_MESSAGES", "5oo", "NEXUS_MAX_MESSAGES='5oo' is not a whole number"),
+        ("NEXUS_DEFAULT_PHONE_REGION", "Colombia", "NEXUS_DEFAULT_PHONE_REGION='COLOMBIA' is not a region"),
     ],
 )
 def test_a_setting_that_does_not_parse_stops_the_process_naming_it(variable, value, complaint):

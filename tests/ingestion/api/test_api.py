@@ -55,6 +55,9 @@ def test_duplicate_and_stale_are_flagged(api):
     assert duplicate["duplicate"] is True and "stale" not in duplicate
     assert stale["stale"] is True and "duplicate" not in stale
     assert Job.objects.get(session_id="s").revision == 1
+    # Neither was queued, and the answer says so instead of "queued for processing".
+    assert duplicate["message"] == "This conversation was already recorded; nothing new to process"
+    assert stale["message"].startswith("A newer version of this conversation was already recorded")
 
 
 def test_server_adds_metadata_from_headers_when_body_lacks_it(api):

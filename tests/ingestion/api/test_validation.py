@@ -152,3 +152,12 @@ def test_referer_header_with_nul_is_stored_without_it(api):
 
     assert response.status_code == 202
     assert Job.objects.get().metadata["url"] == "https://a.example/x"
+
+
+def test_a_post_without_content_type_is_415(api):
+    """As the README's contract says: `curl -d` without `-H 'Content-Type: application/json'`
+    sends a form type, and a client that sends no Content-Type at all is refused the same way."""
+    raw = json.dumps(producer_body())
+    response = api.generic("POST", "/api/nexus/producer", raw, content_type="")
+    assert response.status_code == 415
+    assert response.json()["error"] == "unsupported_media_type"

@@ -39,24 +39,49 @@ def test_invented_phone_is_dropped_and_a_real_one_is_normalised() -> None:
     messages = _user("llámame al +34 612-345-678")
     assert guard({"telefono": "+34 699 999 999"}, messages)["telefono"] is None
     assert guard({"telefono": "+34 (612) 345 678"}, messages)["telefono"] == "+34612345678"
-    assert guard({"telefono": "612 345 678"}, messages)["telefono"] == "612345678"  # country code dropped
+    assert guard({"telefono": "612 345 678"}, messages)["telefono"] == "+34612345678"  # code dropped
+
+
+def test_a_national_number_the_visitor_wrote_is_kept_in_e164_as_the_model_formats_it() -> None:
+    messages = _user("mi celular es 300 123 4567")
+    for answer in ("+573001234567", "300 123 4567", "3001234567", "+57 300-123-4567"):
+        assert guard({"telefono": answer}, messages)["telefono"] == "+573001234567", answer
 
 
 def test_phone_with_an_invented_country_code_is_dropped() -> None:
-    assert guard({"telefono": "+1 612 345 678"}, _user("mi número es 612 345 678"))["telefono"] is None
+    assert guard({"telefono": "+34 612 345 678"}, _user("mi número es 612 345 678"))["telefono"] is None
+    assert guard({"telefono": "+52 300 123 4567"}, _user("mi número es 300 123 4567"))["telefono"] is None
+
+
+def test_a_cedula_is_not_a_phone() -> None:
+    """A Colombian ID number (8-10 digits) does not validate as a phone in CO."""
+    for cedula in ("1023456789", "79.845.123", "52123456"):
+        messages = _user(f"mi cédula es {cedula}")
+        assert guard({"telefono": cedula}, messages)["telefono"] is None, cedula
 
 
 @pytest.mark.parametrize(
-    ("raw", "expected"),
+    ("raw", "region", "expected"),
     [
-        ("123456", None),
-        ("1234567", "1234567"),
-        ("+1234567890123456", None),
-        ("+44 20 7946 0958", "+442079460958"),
+        ("300 123 4567", "CO", "+573001234567"),
+        ("(601) 234 5678", "CO", "+576012345678"),  # a Bogotá landline
+        ("+44 20 7946 0958", "CO", "+442079460958"),  # a code given: its own country's plan
+        ("1023456789", "CO", None),  # a cédula
+        ("123456", "CO", None),
+        ("+1234567890123456", "CO", None),
+        ("612 345 678", "CO", None),  # Spanish, without its code
+        ("612 345 678", "ES", "+34612345678"),
+        ("not a phone", "CO", None),
     ],
 )
-def test_phone_needs_7_to_15_digits(raw: str, expected: str | None) -> None:
-    assert normalise_phone(raw) == expected
+def test_phone_is_e164_when_valid_in_its_region(raw: str, region: str, expected: str | None) -> None:
+    assert normalise_phone(raw, region) == expected
+
+
+def test_the_default_region_is_the_setting(settings) -> None:
+    settings.NEXUS_DEFAULT_PHONE_REGION = "ES"
+    assert normalise_phone("612 345 678") == "+34612345678"
+    assert guard({"telefono": "612345678"}, _user("tel 612 345 678"))["telefono"] == "+34612345678"
 
 
 def test_name_is_kept_when_a_word_of_it_was_written_accents_and_case_ignored() -> None:

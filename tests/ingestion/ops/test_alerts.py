@@ -89,7 +89,7 @@ def test_p95_latency_alert_follows_the_slowest_twentieth_of_the_last_hour(clean_
         start = Extraction.objects.count()
         for i in range(n):
             Extraction.objects.create(
-                job=job, revision=1, trigger=f"t{start + i}", outcome="ok", extractor="offline",
+                job=job, revision=start + i + 1, outcome="ok", extractor="offline",
                 pipeline_latency_ms=latency_ms,
             )  # fmt: skip
 
