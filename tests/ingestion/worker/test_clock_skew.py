@@ -22,43 +22,14 @@ from ingestion.models import Extraction, Job, JobStatus
 from ingestion.services import transcript_hash
 from nexus_project.db import db_now
 from tests.conftest import SEED_MESSAGES, wait_for
+from tests.faketime import faketime_env, needs_faketime
 from tests.test_gunicorn_conf import database_url
 
 pytestmark = [pytest.mark.postgres, pytest.mark.redis, pytest.mark.django_db(transaction=True)]
 
 ROOT = Path(__file__).resolve().parents[3]
 CELERY = Path(sys.executable).parent / "celery"
-LIBFAKETIME = next(
-    (
-        path
-        for path in (
-            Path("/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1"),
-            Path("/usr/lib/aarch64-linux-gnu/faketime/libfaketime.so.1"),
-            Path("/usr/lib/faketime/libfaketime.so.1"),
-        )
-        if path.exists()
-    ),
-    None,
-)
-needs_faketime = pytest.mark.skipif(
-    LIBFAKETIME is None, reason="libfaketime missing: apt-get install faketime (.ci/run installs it)"
-)
 SKEW = timedelta(minutes=5)
-
-
-def faketime_env(offset: str) -> dict[str, str]:
-    """libfaketime preloaded with a fixed offset from the real clock (``+5m``, ``-5m``).
-
-    NO_CACHE: every call reads the offset afresh (no cached time between calls). The
-    monotonic clocks stay real, so timeouts and Celery's timers run at the real pace; only
-    the wall clock (time.time, datetime.now) is off, as on a host whose clock drifted."""
-    assert LIBFAKETIME is not None
-    return {
-        "LD_PRELOAD": str(LIBFAKETIME),
-        "FAKETIME": offset,
-        "FAKETIME_NO_CACHE": "1",
-        "FAKETIME_DONT_FAKE_MONOTONIC": "1",
-    }
 
 
 def app_env(tmp_path: Path) -> dict[str, str]:
@@ -190,10 +161,17 @@ def test_a_worker_five_minutes_fast_cannot_take_over_a_live_lease(skewed_worker)
     )
 
     dispatch.job_publish(job_id=job.id)  # a redelivery reaches the fast worker
-    worker.wait_record(lambda r: r.get("message", "").startswith("job not claimable") and r.get("job_id") == str(job.id))
+    worker.wait_record(
+        lambda r: r.get("message", "").startswith("job not claimable") and r.get("job_id") == str(job.id)
+    )
 
     job.refresh_from_db()
-    assert (job.status, job.claim_token, job.lease_until, job.claims) == (JobStatus.PROCESSING, held_by, lease, 1)
+    assert (job.status, job.claim_token, job.lease_until, job.claims) == (
+        JobStatus.PROCESSING,
+        held_by,
+        lease,
+        1,
+    )
     assert not Extraction.objects.filter(job=job).exists()
 
     # Its sweeper does not see the lease as expired either: nothing is published for the job.
