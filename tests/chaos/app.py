@@ -53,10 +53,13 @@ class App:
         logdir: Path,
         web_port: int,
         process_env: dict[str, dict[str, str]] | None = None,
+        process_prefix: dict[str, list[str]] | None = None,
     ) -> None:
         self.env = _full_env(env)
         # Extra environment for one process, as its host would differ (its clock: faketime).
         self.process_env = process_env or {}
+        # A command to run one process under (``ip netns exec …``: a host of its own).
+        self.process_prefix = process_prefix or {}
         self.logdir = logdir
         self.web_port = web_port
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
@@ -76,7 +79,7 @@ class App:
     def _spawn(self, name: str) -> None:
         log = (self.logdir / f"{name}.log").open("ab")
         self.procs[name] = subprocess.Popen(
-            commands()[name],
+            [*self.process_prefix.get(name, []), *commands()[name]],
             cwd=ROOT,
             env={**self.env, **self.process_env.get(name, {})},
             stdout=log,

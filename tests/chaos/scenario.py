@@ -145,6 +145,7 @@ def run(
     failure: dict[str, Any] | None = None,
     process_env: dict[str, dict[str, str]] | None = None,
     drain_timeout: float = DRAIN_TIMEOUT_S,
+    process_prefix: dict[str, list[str]] | None = None,
 ) -> Outcome:
     database = f"chaos_{name}"
     url = stack.postgres.create_database(database, template=stack.template)
@@ -152,7 +153,11 @@ def run(
     queue = f"chaos-{name}"
     stack.fake.prepare(latency=latency, failure=failure)
     app = App(
-        stack.environment(url, broker, queue, web_port), stack.root / "logs" / name, web_port, process_env
+        stack.environment(url, broker, queue, web_port),
+        stack.root / "logs" / name,
+        web_port,
+        process_env,
+        process_prefix,
     )
     app.start()
     try:
