@@ -14,7 +14,7 @@ RUNTIME_STAMP := $(STAMPS)/requirements.txt
 DEV_STAMP := $(STAMPS)/requirements-dev.txt
 CELERY := $(VENV)/bin/celery -A nexus_project
 
-.PHONY: help run servers superuser test chaos lint fmt bench migrate shell web worker beat flower clean deps dev-deps
+.PHONY: help run servers superuser test chaos soak lint fmt bench migrate shell web worker beat flower clean deps dev-deps
 
 help:
 	@echo "make run      embedded PostgreSQL and valkey, migrate, then web :8000, worker, beat and Flower :5555"
@@ -22,6 +22,7 @@ help:
 	@echo "make superuser  the first admin login (asks for a name and password; make run or make servers up)"
 	@echo "make test     the pytest suite (own PostgreSQL and valkey unless DATABASE_URL / REDIS_URL; PYTEST_ARGS=...)"
 	@echo "make chaos    the fault-injection suite: kills, flushes and restarts under load (~6 min)"
+	@echo "make soak     20 min of traffic and faults, leak figures as JSON (SOAK_MINUTES=...)"
 	@echo "make lint     ruff check, ruff format --check, mypy"
 	@echo "make fmt      ruff format and ruff check --fix"
 	@echo "make bench    issue 7 figures as one JSON document (real gunicorn, worker, PostgreSQL, Redis; ~6 min)"
@@ -66,6 +67,12 @@ test: dev-deps
 # and root or their users for initdb and rabbitmq-server); see tests/chaos/test_chaos.py.
 chaos: dev-deps
 	$(VENV)/bin/pytest -m chaos tests/chaos $(PYTEST_ARGS)
+
+# Steady traffic with a fault every few minutes, sampled each minute for leaks; prints one JSON
+# document (tests/chaos/test_soak.py). Not in .ci/run. SOAK_MINUTES=60 make soak for longer.
+SOAK_MINUTES ?= 20
+soak: dev-deps
+	SOAK_MINUTES=$(SOAK_MINUTES) $(VENV)/bin/pytest -m soak tests/chaos/test_soak.py -s -p no:randomly $(PYTEST_ARGS)
 
 lint: dev-deps
 	@rc=0; \

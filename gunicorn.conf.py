@@ -13,7 +13,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from nexus_project.env import env_bool, env_int
+from nexus_project.env import env_bool, env_float, env_int
 
 # gunicorn is how the site is served in production (Procfile, image): a missing DJANGO_ENV
 # means production, whose settings refuse to start without a secret, hosts and a database,
@@ -131,6 +131,22 @@ def post_worker_init(worker: Any) -> None:
         from ingestion.api.warmup import warm_up
 
         warm_up(worker.wsgi)
+
+
+# --- Lingering close (nexus_project/lingering.py) ----------------------------------------------
+# A client that writes its whole body before reading (urllib, requests) gets a broken pipe
+# instead of our 413 unless the unread body is read before close. Up to 16 MiB: 16 times the
+# producer's 1 MiB limit, so a 10 MB paste still gets its 413, and about 0.1 s of a worker's
+# time on loopback. Up to 5 s: a client on a slow link sending a large body; a stalled one must
+# not hold a sync worker much longer than that. Past either bound the socket is closed.
+DRAIN_MAX_BYTES = env_int("GUNICORN_DRAIN_MAX_BYTES", 16 * 1024 * 1024)
+DRAIN_MAX_SECONDS = env_float("GUNICORN_DRAIN_MAX_SECONDS", 5.0)
+
+
+def post_request(worker: Any, req: Any, environ: dict[str, Any], resp: Any) -> None:
+    from nexus_project.lingering import drain_unread_body
+
+    drain_unread_body(environ, max_bytes=DRAIN_MAX_BYTES, max_seconds=DRAIN_MAX_SECONDS)
 
 
 def child_exit(server: Any, worker: Any) -> None:

@@ -18,11 +18,11 @@ from django.conf import settings
 from django.core.cache import cache
 from django.db import transaction
 from django.db.models import Q
-from django.utils import timezone
 from kombu.exceptions import OperationalError as KombuOperationalError
 from redis.exceptions import RedisError
 
 from nexus_project.celery import app
+from nexus_project.db import db_now
 
 from .logcontext import request_id_var
 from .models import Job, JobStatus
@@ -85,8 +85,11 @@ def jobs_due_for_dispatch(*, now: datetime, limit: int) -> list[uuid.UUID]:
 
 
 def job_sweep(*, limit: int = 1000) -> int:
-    """Publish again every job whose task was lost; returns how many were published."""
-    now = timezone.now()
+    """Publish again every job whose task was lost; returns how many were published.
+
+    Lost and due are judged on the database's clock: a beat or worker host whose clock is
+    off neither holds a lost job back nor publishes an outstanding one early."""
+    now = db_now()
     ids = jobs_due_for_dispatch(now=now, limit=limit)
     if not ids:
         return 0

@@ -14,6 +14,7 @@ from typing import Any
 
 from django.db import models
 from django.db.models import Q
+from django.utils import timezone
 
 from tenants.directory import default_tenant_id
 
@@ -151,7 +152,9 @@ class Extraction(models.Model):
 
     result = models.JSONField(null=True, blank=True)
     merged = models.JSONField(null=True, blank=True)
-    created_at = models.DateTimeField(auto_now_add=True)
+    # The pipeline writes the database's clock here (the spend caps count by it); the default
+    # is for rows made elsewhere (the shell, tests).
+    created_at = models.DateTimeField(default=timezone.now)
 
     class Meta:
         db_table = "prospects_extraction"  # its table from when it lived in prospects

@@ -17,6 +17,7 @@ from django.db.models import Avg, Count, F, Max, Min, Q, Sum
 from django.utils import timezone
 from redis.exceptions import RedisError
 
+from nexus_project.db import db_now
 from prospects.services import SessionData
 from tenants.models import Tenant
 
@@ -25,8 +26,8 @@ from .models import LIVE_TRIGGER, Extraction, ExtractionOutcome, Job, JobStatus
 
 def queue_counts() -> dict[str, Any]:
     """Open jobs by status and the pending ages; index-backed (status, revised_at), so cheap
-    however many completed jobs the ledger holds."""
-    now = timezone.now()
+    however many completed jobs the ledger holds. Ages are on the database's clock."""
+    now = db_now()
     open_statuses = [JobStatus.PENDING, JobStatus.PROCESSING, JobStatus.FAILED]
     counts = dict(
         Job.objects.filter(status__in=open_statuses)
@@ -69,11 +70,11 @@ def job_status_counts() -> dict[str, int]:
 
 
 def extraction_window(*, hours: float = 1.0) -> dict[str, Any]:
-    """Claude calls in the window: counts, error rate and p95 pipeline latency.
+    """Claude calls in the window (by the database's clock): counts, error rate and p95 pipeline latency.
 
     The p95 is of visitor-triggered extractions only, from their POST: a re-extraction an
     operator asked for (``reprocess``, the admin's re-extract) is not what the alert is about."""
-    since = timezone.now() - timedelta(hours=hours)
+    since = db_now() - timedelta(hours=hours)
     recent = Extraction.objects.filter(created_at__gte=since)
     counts = recent.aggregate(
         ok=Count("id", filter=Q(outcome=ExtractionOutcome.OK)),
@@ -102,7 +103,7 @@ def extraction_window(*, hours: float = 1.0) -> dict[str, Any]:
 
 def status_summary(*, hours: float = 24.0) -> dict[str, Any]:
     """Counts and average processing time by status for jobs revised in the window."""
-    since = timezone.now() - timedelta(hours=hours)
+    since = db_now() - timedelta(hours=hours)
     rows = (
         Job.objects.filter(revised_at__gte=since)
         .values("status")

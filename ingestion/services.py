@@ -18,9 +18,10 @@ from typing import Any
 
 import psycopg
 from django.db import connection, transaction
+from django.db.models.functions import Now
 from django.utils import timezone
 
-from nexus_project.db import model_update
+from nexus_project.db import db_now, model_update
 from tenants import directory
 
 from .dispatch import dispatch_outstanding, publish_on_commit
@@ -63,10 +64,13 @@ def job_accept(
     metadata: dict[str, Any],
 ) -> Acceptance:
     """Record a POSTed transcript in the session's ledger row (SPEC §4 POST semantics); a
-    session is the tenant's (None: the default tenant)."""
+    session is the tenant's (None: the default tenant).
+
+    Every time written is the database's clock (the sweeper compares ``dispatched_at`` with
+    its grace): read inside the INSERT, or with the row lock, at no extra round trip."""
     if tenant_id is None:
         tenant_id = directory.default_tenant().id
-    now = timezone.now()
+    now = timezone.now()  # only where the database cannot stamp it (SQLite, see _insert_sql)
     digest = transcript_hash(messages)
     # A new session is one statement (INSERT … ON CONFLICT DO NOTHING RETURNING), committed on
     # its own: no BEGIN/SELECT/COMMIT round trips on the path every conversation starts with.
@@ -85,6 +89,7 @@ def job_accept(
                 publish_on_commit(job.id)
                 return Acceptance(job.id, Outcome.CREATED, 1, dispatched=True)
 
+        now = job.db_now  # type: ignore[attr-defined]
         if job.fingerprint != fingerprint:
             raise FingerprintConflict()
         if digest == job.transcript_hash:
@@ -119,9 +124,11 @@ def job_accept(
 
 def _lock_job(tenant_id: int, session_id: str) -> Job | None:
     # The transcript and result are only read when needed: most POSTs never look at them.
+    # db_now: the database's clock, read with the lock.
     return (
         Job.objects.select_for_update()
         .defer("messages", "extracted", "metadata")
+        .annotate(db_now=Now())
         .filter(tenant_id=tenant_id, session_id=session_id)
         .first()
     )
@@ -177,11 +184,19 @@ def _insert_job(
     return job if inserted else None
 
 
+_INSERT_STAMPED = ("revised_at", "dispatched_at", "enqueued_at", "created_at", "updated_at")
+
+
 @functools.cache
 def _insert_sql() -> str:
     columns = [str(f.column) for f in Job._meta.concrete_fields]
     names = ", ".join(connection.ops.quote_name(column) for column in columns)
-    placeholders = ", ".join(f"%({column})s" for column in columns)
+    # The times of a new row are the database's clock on PostgreSQL (the web host's may be
+    # off); SQLite is a file on this host, whose clock is the one Python reads.
+    stamped = _INSERT_STAMPED if connection.vendor == "postgresql" else ()
+    placeholders = ", ".join(
+        "statement_timestamp()" if column in stamped else f"%({column})s" for column in columns
+    )
     return (
         f"INSERT INTO {Job._meta.db_table} ({names}) VALUES ({placeholders}) "  # noqa: S608 - model names
         "ON CONFLICT (tenant_id, session_id) DO NOTHING RETURNING id"
@@ -205,8 +220,8 @@ def job_requeue(*, job_id: uuid.UUID, reextract: bool = False) -> bool:
     for a revision already extracted. A purged job (transcript deleted) cannot be re-queued.
     A job being processed is left alone. Returns whether it was queued.
     """
-    now = timezone.now()
     with transaction.atomic():
+        now = db_now()
         job = Job.objects.select_for_update().defer("messages", "extracted").filter(id=job_id).first()
         if job is None or job.purged_at is not None or job.status == JobStatus.PROCESSING:
             return False

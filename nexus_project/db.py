@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any, TypeVar
 
-from django.db import models
+from django.db import connection, models
 
 M = TypeVar("M", bound=models.Model)
 
@@ -25,3 +26,13 @@ def model_update(instance: M, **changes: Any) -> M:
             fields.append(field.name)
     instance.save(update_fields=fields)
     return instance
+
+
+def db_now() -> datetime:
+    """The database's clock (``statement_timestamp()``), the one clock every comparison that
+    decides ownership or due-ness uses: a worker or web host whose own clock is minutes off
+    must not steal a lease, hold one, or delay a due job (ARCHITECTURE.md, "Time")."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT statement_timestamp()")
+        (now,) = cursor.fetchone()
+    return now  # type: ignore[no-any-return]

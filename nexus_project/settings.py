@@ -154,6 +154,13 @@ elif _db["ENGINE"] == "django.db.backends.postgresql":
             "timeout": env_float("DB_POOL_TIMEOUT", 10.0),
         },
         "connect_timeout": 5,
+        # Every transaction of ours is short and makes no network call, so a session idle inside
+        # one for this long belongs to a frozen or cut-off process (a VM paused, a partition):
+        # PostgreSQL ends it and its row locks go, instead of every POST for that session (and
+        # with sync web workers, all of them) waiting until the process wakes. Its late commit
+        # then fails and the lease and the sweeper run the job again (the chaos paused_worker).
+        "options": "-c idle_in_transaction_session_timeout="
+        + str(int(1000 * env_float("DB_IDLE_IN_TRANSACTION_TIMEOUT_SECONDS", 5.0))),
         # The URL's query options (?host=/socket/dir for the embedded server, ?sslmode=...) are
         # kept, and win: they were chosen for that server.
         **_db.get("OPTIONS", {}),

@@ -49,7 +49,7 @@ ATTR_JOB_REVISION = "nexus.job.revision"
 ATTR_JOB_OUTCOME = "nexus.job.outcome"
 ATTR_JOB_TRIGGER = "nexus.job.trigger"
 ATTR_ERROR_CATEGORY = "nexus.error.category"
-# Jobs carry no tenant yet; when they do, the pipeline sets it under this name.
+# The job's tenant, by slug (set by the pipeline once the job is claimed).
 ATTR_TENANT = "nexus.tenant.id"
 
 _configured_pid: int | None = None

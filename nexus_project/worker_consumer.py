@@ -8,11 +8,13 @@ cleanup in ``on_connection_error_after_connected``, and each late ack run by the
 the reconnect. Celery treats both as unrecoverable and the worker process exits (seen in the
 chaos suite's Redis restart: a worker died on most runs).
 
-Both are safe to drop. The broken connection is already detached, so the consumer goes on to
-reconnect as it would have. An ack that cannot reach its dead channel changes nothing the
-broker still holds: RabbitMQ requeued the message when the connection closed, Redis restores
-it after the visibility timeout, and either way its job is already done in the ledger, so the
-redelivery is claimed by nobody (SPEC §10).
+Both are safe to drop. So is an ack that Redis refuses because it is out of memory
+(``maxmemory`` with ``noeviction``, the chaos suite's redis_oom): Celery took that for an
+unrecoverable error too, and both workers exited. The broken connection is already
+detached, so the consumer goes on to reconnect as it would have. An ack that cannot reach
+its channel changes nothing the broker still holds: RabbitMQ requeued the message when the
+connection closed, Redis restores it after the visibility timeout, and either way its job is
+already done in the ledger, so the redelivery is claimed by nobody (SPEC §10).
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from collections.abc import Callable
 from typing import Any
 
 from celery.worker.consumer import Consumer as CeleryConsumer
+from redis.exceptions import OutOfMemoryError
 
 logger = logging.getLogger(__name__)
 
@@ -50,6 +53,14 @@ def _tolerating_dead_channel(callback: Callable[..., Any]) -> Callable[..., Any]
                 "ack or reject dropped: its broker connection is gone (the broker redelivers; the ledger "
                 "ignores the redelivery)",
                 extra={"error": repr(error)},
+            )
+            return None
+        except OutOfMemoryError as error:
+            # Redis at maxmemory with noeviction refuses the ack's MULTI (ZREM + HDEL): the message
+            # stays unacked and comes back after the visibility timeout, to find its job done.
+            logger.warning(
+                "ack or reject refused by a full Redis (it redelivers later; the ledger ignores it)",
+                extra={"error": type(error).__name__},
             )
             return None
 

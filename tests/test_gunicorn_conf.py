@@ -3,6 +3,7 @@ counters of every worker, whichever worker answers the scrape."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -48,6 +49,12 @@ def database_url() -> str:
 @pytest.fixture
 def gunicorn(tmp_path: Path) -> Iterator[tuple[str, int]]:
     """gunicorn with the project's config and two workers, without PROMETHEUS_MULTIPROC_DIR."""
+    with run_gunicorn(tmp_path) as running:
+        yield running
+
+
+@contextlib.contextmanager
+def run_gunicorn(tmp_path: Path, **extra_env: str) -> Iterator[tuple[str, int]]:
     port = free_port()
     env = {k: v for k, v in os.environ.items() if k != "PROMETHEUS_MULTIPROC_DIR"}
     env.update(
@@ -64,6 +71,7 @@ def gunicorn(tmp_path: Path) -> Iterator[tuple[str, int]]:
         GUNICORN_BIND=f"127.0.0.1:{port}",
         WEB_CONCURRENCY="2",
         LOG_LEVEL="WARNING",
+        **extra_env,
     )
     log = (tmp_path / "gunicorn.log").open("wb")
     process = subprocess.Popen(

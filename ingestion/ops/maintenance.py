@@ -7,7 +7,8 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.db.models import Q
-from django.utils import timezone
+
+from nexus_project.db import db_now
 
 from ..models import Job, JobStatus
 
@@ -16,8 +17,9 @@ logger = logging.getLogger(__name__)
 
 def transcripts_purge() -> int:
     """Blank the transcripts of completed jobs older than the retention and failed ones older
-    than theirs; the row, hash and message count stay for duplicate/stale detection."""
-    now = timezone.now()
+    than theirs; the row, hash and message count stay for duplicate/stale detection. Ages are
+    on the database's clock."""
+    now = db_now()
     limits = settings.NEXUS
     old_completed = Q(status=JobStatus.COMPLETED) & Q(
         processed_at__lt=now - timedelta(days=limits["COMPLETED_RETENTION_DAYS"])

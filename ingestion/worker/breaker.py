@@ -4,8 +4,10 @@ When Claude says the key is wrong or the money is gone, every call will fail unt
 acts: failing each job into the dead-letter queue would bury good work. Instead the breaker
 opens, jobs stay pending, and after a backoff one worker probes with a real job; its success
 closes the breaker, its failure opens it again for longer. State lives in the shared cache
-(Redis) so every worker and the health view see it. If the cache is unreachable the breaker
-counts as closed: extraction then meets the real error and records it.
+(Redis) so every worker and the health view see it, and its deadline is on the Redis
+server's clock, so a worker whose own clock is off neither ends a pause early nor stretches
+it. If the cache is unreachable the breaker counts as closed: extraction then meets the real
+error and records it.
 """
 
 from __future__ import annotations
@@ -41,7 +43,10 @@ def pause_remaining() -> float | None:
     current = state()
     if current is None:
         return None
-    remaining = current["until"] - time.time()
+    try:
+        remaining = current["until"] - _now()
+    except _CACHE_ERRORS:
+        return None
     if remaining > 0:
         return remaining
     # Half-open: exactly one worker probes; the rest wait a little longer.
@@ -69,8 +74,9 @@ def trip(*, category: str) -> float:
     trips = current["trips"] + 1
     base = settings.NEXUS["BREAKER_BASE_SECONDS"]
     pause = min(settings.NEXUS["BREAKER_CAP_SECONDS"], base * 2 ** (trips - 1))
-    new_state = {"category": category, "trips": trips, "until": time.time() + pause, "since": time.time()}
     try:
+        now = _now()
+        new_state = {"category": category, "trips": trips, "until": now + pause, "since": now}
         cache.set(_STATE_KEY, new_state, timeout=None)
         cache.delete(_PROBE_KEY)
     except _CACHE_ERRORS:
@@ -82,6 +88,12 @@ def trip(*, category: str) -> float:
             extra={"alert": "extractor_account", "category": category, "pause_s": pause},
         )
     return pause
+
+
+def _now() -> float:
+    """The shared cache's clock when it has one (Redis ``TIME``), else this host's."""
+    server_time = getattr(cache, "server_time", None)
+    return float(server_time()) if server_time is not None else time.time()
 
 
 def _first_alert() -> bool:

@@ -28,8 +28,9 @@ from django.conf import settings
 from django.core.cache import cache
 from django.db.models import Q, Sum
 from django.db.models.functions import Coalesce
-from django.utils import timezone
 from redis.exceptions import RedisError
+
+from nexus_project.db import db_now
 
 from ..models import Extraction, Job, JobStatus
 
@@ -45,14 +46,14 @@ def _day_bounds(now: datetime) -> tuple[datetime, datetime]:
 
 def session_extractions_today(*, job_id: uuid.UUID | str, now: datetime | None = None) -> int:
     """Extractor calls (successful or not) made for this session since UTC midnight."""
-    start, _ = _day_bounds(now or timezone.now())
+    start, _ = _day_bounds(now or db_now())
     return Extraction.objects.filter(job_id=job_id, created_at__gte=start).count()
 
 
 def tokens_spent_today(*, now: datetime | None = None) -> int:
     """Tokens billed since UTC midnight, over all sessions (input + output + cache writes;
     cache reads are cheap and deliberately not counted)."""
-    start, _ = _day_bounds(now or timezone.now())
+    start, _ = _day_bounds(now or db_now())
     totals = Extraction.objects.filter(created_at__gte=start).aggregate(
         input=Coalesce(Sum("input_tokens"), 0),
         output=Coalesce(Sum("output_tokens"), 0),
@@ -91,15 +92,18 @@ def forget_cached_totals() -> None:
 def budget_defer_seconds(job_id: uuid.UUID | str) -> float | None:
     """Seconds until this job may be extracted again, or None when it is within its caps.
 
-    A cap of 0 switches that cap off."""
-    now = timezone.now()
+    A cap of 0 switches that cap off. The day is the database's (the Extraction rows are
+    stamped by it), so workers whose clocks disagree count the same day."""
+    per_session = settings.NEXUS["MAX_EXTRACTIONS_PER_SESSION_PER_DAY"]
+    token_budget = settings.NEXUS["DAILY_TOKEN_BUDGET"]
+    if not per_session and not token_budget:
+        return None
+    now = db_now()
     _, reset_at = _day_bounds(now)
     wait = max((reset_at - now).total_seconds(), 1.0)
-    per_session = settings.NEXUS["MAX_EXTRACTIONS_PER_SESSION_PER_DAY"]
     if per_session and session_extractions_today(job_id=job_id, now=now) >= per_session:
         _alert_once("session_extraction_cap", now, job_id=str(job_id), limit=per_session)
         return wait
-    token_budget = settings.NEXUS["DAILY_TOKEN_BUDGET"]
     if token_budget and _tokens_spent_today_cached(now) >= token_budget:
         _alert_once("daily_token_budget", now, job_id=str(job_id), limit=token_budget)
         return wait
@@ -110,7 +114,7 @@ def job_defer_for_budget(*, job_id: uuid.UUID | str, seconds: float) -> bool:
     """Leave the job pending until the caps reset. No task is published now: a countdown of
     hours would outlive the broker's visibility timeout, so the sweeper publishes it once
     ``next_attempt_at`` has passed. Returns whether the job was deferred."""
-    now = timezone.now()
+    now = db_now()
     # A processing row whose lease expired (its worker died) is taken back to pending too.
     waiting = Q(status=JobStatus.PENDING) | Q(status=JobStatus.PROCESSING, lease_until__lt=now)
     updated = Job.objects.filter(Q(id=job_id) & waiting).update(

@@ -21,25 +21,28 @@ import logging
 import random
 import uuid
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 from django.db import close_old_connections, connection, transaction
+from django.db.models.functions import Now
 from django.utils import timezone
 from opentelemetry import trace
 from opentelemetry.trace import Span, StatusCode
 
-from nexus_project.db import model_update
+from nexus_project.db import db_now, model_update
 from nexus_project.tracing import (
     ATTR_ERROR_CATEGORY,
     ATTR_JOB_ID,
     ATTR_JOB_OUTCOME,
     ATTR_JOB_REVISION,
     ATTR_JOB_TRIGGER,
+    ATTR_TENANT,
 )
 from prospects.services import prospect_key, prospect_lock, prospect_refold
+from tenants import directory
 
 from .. import selectors
 from ..dispatch import publish_on_commit
@@ -65,6 +68,7 @@ class Claim:
     revision: int
     trigger: str
     messages: list[dict[str, str]]
+    tenant_id: int
 
 
 def job_process(*, job_id: uuid.UUID | str) -> str:
@@ -73,7 +77,6 @@ def job_process(*, job_id: uuid.UUID | str) -> str:
     with tracer.start_as_current_span(
         "nexus.job", attributes={ATTR_JOB_ID: str(job_id)}, **_SPAN_OPTIONS
     ) as span:
-        # The tenant goes here too (tracing.ATTR_TENANT) once a job carries one.
         outcome = _job_process(job_id, span)
         span.set_attribute(ATTR_JOB_OUTCOME, outcome)
         return outcome
@@ -106,7 +109,12 @@ def _job_process(job_id: uuid.UUID, span: Span) -> str:
         breaker.release_probe()
         return "not-claimed"
     log["revision"] = str(claim.revision)
-    span.set_attributes({ATTR_JOB_REVISION: claim.revision, ATTR_JOB_TRIGGER: claim.trigger})
+    tenant = directory.by_id(claim.tenant_id)
+    span.set_attributes({
+        ATTR_JOB_REVISION: claim.revision,
+        ATTR_JOB_TRIGGER: claim.trigger,
+        ATTR_TENANT: tenant.slug if tenant else str(claim.tenant_id),
+    })  # fmt: skip
     # Return the connection to the pool for the length of the call: a thread waiting on
     # Claude must not hold a database connection another thread could use.
     close_old_connections()
@@ -142,7 +150,11 @@ def _span_failed(span: Span, error: ExtractionError) -> None:
 
 
 def job_claim(*, job_id: uuid.UUID) -> Claim | None:
-    """Take the job for this worker, or None when it is not ours to run."""
+    """Take the job for this worker, or None when it is not ours to run.
+
+    Due-ness and the lease are read and written on the database's clock, inside the UPDATE:
+    a worker whose own clock runs fast cannot see a live lease as expired, nor one running
+    slow see a due job as early."""
     with tracer.start_as_current_span(
         "nexus.job.claim", attributes={ATTR_JOB_ID: str(job_id)}, **_SPAN_OPTIONS
     ) as span:
@@ -155,26 +167,31 @@ def job_claim(*, job_id: uuid.UUID) -> Claim | None:
 
 
 def _job_claim(job_id: uuid.UUID) -> Claim | None:
-    now = timezone.now()
     token = uuid.uuid4()
-    lease = timedelta(seconds=settings.NEXUS["LEASE_SECONDS"])
-    uuid_db, time_db = _db_value("id"), _db_value("lease_until")  # as the ORM would send them
-    params = {
+    uuid_db = _db_value("id")  # as the ORM would send it
+    params: dict[str, Any] = {
         "job_id": uuid_db(job_id),
         "pending": JobStatus.PENDING,
         "processing": JobStatus.PROCESSING,
         "token": uuid_db(token),
-        "now": time_db(now),
-        "lease_until": time_db(now + lease),
-        "due_by": time_db(now + _EARLY_DELIVERY_SLACK),
+        "lease": timedelta(seconds=settings.NEXUS["LEASE_SECONDS"]),
+        "slack": _EARLY_DELIVERY_SLACK,
     }
+    if connection.vendor != "postgresql":
+        # SQLite is a file on this host: its clock is this host's (see _claim_sql).
+        time_db, now = _db_value("lease_until"), timezone.now()
+        params.update(
+            now=time_db(now),
+            lease_until=time_db(now + params.pop("lease")),
+            due_by=time_db(now + params.pop("slack")),
+        )
     with connection.cursor() as cursor:
         cursor.execute(_claim_sql(), params)
         row = cursor.fetchone()
     if row is None:
         logger.info("job not claimable (done, running elsewhere, or gone)", extra={"job_id": str(job_id)})
         return None
-    revision, claims, trigger, messages, session_id = row
+    revision, claims, trigger, messages, session_id, tenant_id = row
     messages = Job._meta.get_field("messages").from_db_value(messages, None, connection)  # type: ignore[attr-defined,arg-type]
     bind_job(session_id=session_id)
     if claims > settings.NEXUS["MAX_CLAIMS"]:
@@ -184,7 +201,7 @@ def _job_claim(job_id: uuid.UUID) -> Claim | None:
         "job claimed",
         extra={"job_id": str(job_id), "session_id": session_id, "revision": revision},
     )
-    return Claim(job_id, token, revision, trigger, messages)
+    return Claim(job_id, token, revision, trigger, messages, tenant_id)
 
 
 def _db_value(field_name: str) -> Any:
@@ -197,17 +214,23 @@ def _claim_sql() -> str:
     """The conditional UPDATE of the claim, returning what the run needs: one round trip
     instead of an UPDATE and a SELECT (Django's update() cannot return rows).
 
-    Claimable: pending and due (a countdown may arrive a moment early, hence ``due_by``), or
-    processing with an expired lease (its worker died); never a purged job."""
+    Claimable: pending and due (a countdown may arrive a moment early, hence the slack), or
+    processing with an expired lease (its worker died); never a purged job. On PostgreSQL
+    "now" is ``statement_timestamp()``, the database's clock, never the worker's."""
+    if connection.vendor == "postgresql":
+        now, lease_until = "statement_timestamp()", "statement_timestamp() + %(lease)s"
+        due_by = "statement_timestamp() + %(slack)s"
+    else:
+        now, lease_until, due_by = "%(now)s", "%(lease_until)s", "%(due_by)s"
     return f"""
         UPDATE {Job._meta.db_table}
-        SET status = %(processing)s, claim_token = %(token)s, lease_until = %(lease_until)s,
-            claims = claims + 1, dispatched_at = NULL, started_at = %(now)s, updated_at = %(now)s
+        SET status = %(processing)s, claim_token = %(token)s, lease_until = {lease_until},
+            claims = claims + 1, dispatched_at = NULL, started_at = {now}, updated_at = {now}
         WHERE id = %(job_id)s AND purged_at IS NULL AND (
-            (status = %(pending)s AND (next_attempt_at IS NULL OR next_attempt_at <= %(due_by)s))
-            OR (status = %(processing)s AND lease_until < %(now)s))
-        RETURNING revision, claims, trigger, messages, session_id
-    """  # noqa: S608 - the model's table name
+            (status = %(pending)s AND (next_attempt_at IS NULL OR next_attempt_at <= {due_by}))
+            OR (status = %(processing)s AND lease_until < {now}))
+        RETURNING revision, claims, trigger, messages, session_id, tenant_id
+    """  # noqa: S608 - the model's table name and fixed clock expressions
 
 
 _FENCED_FIELDS = (
@@ -221,9 +244,12 @@ _RELEASED = {"claim_token": None, "lease_until": None}
 def _fenced(claim: Claim) -> Job | None:
     """The job row, locked, if this run still owns it."""
     # Only what the outcome reads (it writes with model_update); no ORDER BY: one row by key.
+    # ``db_now``: the database's clock, read in the same round trip, for every time the
+    # outcome writes (due times, dispatch marks) and compares.
     job = (
         Job.objects.select_for_update()
         .only(*_FENCED_FIELDS)
+        .annotate(db_now=Now())
         .filter(id=claim.job_id, claim_token=claim.token)
         .order_by()
         .first()
@@ -246,12 +272,12 @@ def job_record_success(*, claim: Claim, result: ExtractionResult) -> str:
 
 
 def _record_success(claim: Claim, result: ExtractionResult) -> str:
-    now = timezone.now()
     with transaction.atomic():
         job = _fenced(claim)
         if job is None:
             return "fenced"
         assert job.tenant_id is not None  # NOT NULL; the stubs type a defaulted FK as optional
+        now: datetime = job.db_now  # type: ignore[attr-defined]
         prospect_id = prospect_lock(
             tenant_id=job.tenant_id,
             key=prospect_key(fingerprint=job.fingerprint, session_id=job.session_id),
@@ -325,6 +351,7 @@ def _record_extraction(
         prospect_id=job.prospect_id,
         revision=claim.revision,
         trigger=claim.trigger,
+        created_at=now,
         cost_usd=cost,
         **_usage_fields(usage),
         **outcome,
@@ -374,12 +401,12 @@ def job_record_failure(*, claim: Claim, error: ExtractionError) -> str:
 
 
 def _record_failure(claim: Claim, error: ExtractionError) -> str:
-    now = timezone.now()
     log = {"job_id": str(claim.job_id), "revision": claim.revision, "category": error.category}
     with transaction.atomic():
         job = _fenced(claim)
         if job is None:
             return "fenced"
+        now: datetime = job.db_now  # type: ignore[attr-defined]
         _record_extraction(claim, job, now=now, error=error)
         changes: dict[str, Any] = {
             **_RELEASED,
@@ -433,17 +460,17 @@ def _fail_poison(job_id: uuid.UUID, token: uuid.UUID, claims: int) -> None:
         lease_until=None,
         error_category="poison",
         last_error=f"claimed {claims} times without finishing: workers keep dying on this job",
-        processed_at=timezone.now(),
-        updated_at=timezone.now(),
+        processed_at=Now(),
+        updated_at=Now(),
     )
     logger.error("poison job failed", extra={"job_id": str(job_id), "claims": claims})
 
 
 def _defer_for_breaker(job_id: uuid.UUID, pause: float) -> None:
     """Leave the job pending until the breaker's next probe, with a task due then."""
-    now = timezone.now()
-    due = now + timedelta(seconds=pause)
     with transaction.atomic():
+        now = db_now()
+        due = now + timedelta(seconds=pause)
         updated = Job.objects.filter(id=job_id, status=JobStatus.PENDING).update(
             next_attempt_at=due, dispatched_at=due, updated_at=now
         )

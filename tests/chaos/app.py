@@ -47,8 +47,19 @@ def _full_env(env: dict[str, str]) -> dict[str, str]:
 class App:
     """web, two workers and beat for one scenario; logs in ``logdir``."""
 
-    def __init__(self, env: dict[str, str], logdir: Path, web_port: int) -> None:
+    def __init__(
+        self,
+        env: dict[str, str],
+        logdir: Path,
+        web_port: int,
+        process_env: dict[str, dict[str, str]] | None = None,
+        process_prefix: dict[str, list[str]] | None = None,
+    ) -> None:
         self.env = _full_env(env)
+        # Extra environment for one process, as its host would differ (its clock: faketime).
+        self.process_env = process_env or {}
+        # A command to run one process under (``ip netns exec …``: a host of its own).
+        self.process_prefix = process_prefix or {}
         self.logdir = logdir
         self.web_port = web_port
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
@@ -68,9 +79,9 @@ class App:
     def _spawn(self, name: str) -> None:
         log = (self.logdir / f"{name}.log").open("ab")
         self.procs[name] = subprocess.Popen(
-            commands()[name],
+            [*self.process_prefix.get(name, []), *commands()[name]],
             cwd=ROOT,
-            env=self.env,
+            env={**self.env, **self.process_env.get(name, {})},
             stdout=log,
             stderr=subprocess.STDOUT,
             start_new_session=True,
@@ -112,6 +123,10 @@ class App:
             proc = self.procs[name]
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait(10)
+
+    def signal_worker(self, name: str, signum: int) -> None:
+        """Send ``signum`` to a worker's whole process group (SIGSTOP: a VM or GC freeze)."""
+        os.killpg(self.procs[name].pid, signum)
 
     def start_workers(self) -> None:
         for name in WORKERS:

@@ -131,6 +131,7 @@ class Outcome:
     drain_s: float
     notes: dict[str, Any]
     lost: list[str]
+    logs: dict[str, str] = field(default_factory=dict)  # each process's log, at the drain
 
 
 def run(
@@ -142,13 +143,22 @@ def run(
     lanes: Callable[[list[traffic.Session], int], list[list[traffic.Post]]] = traffic.plain_lanes,
     latency: tuple[float, float] = (0.2, 0.6),
     failure: dict[str, Any] | None = None,
+    process_env: dict[str, dict[str, str]] | None = None,
+    drain_timeout: float = DRAIN_TIMEOUT_S,
+    process_prefix: dict[str, list[str]] | None = None,
 ) -> Outcome:
     database = f"chaos_{name}"
     url = stack.postgres.create_database(database, template=stack.template)
     web_port = free_port()
     queue = f"chaos-{name}"
     stack.fake.prepare(latency=latency, failure=failure)
-    app = App(stack.environment(url, broker, queue, web_port), stack.root / "logs" / name, web_port)
+    app = App(
+        stack.environment(url, broker, queue, web_port),
+        stack.root / "logs" / name,
+        web_port,
+        process_env,
+        process_prefix,
+    )
     app.start()
     try:
         client = traffic.LoadClient(web_port)
@@ -160,7 +170,7 @@ def run(
             fault(context)
         runner.join()
         traffic_done = time.monotonic()
-        lost = drain(url, stack.sessions, app)
+        lost = drain(url, stack.sessions, app, drain_timeout)
         drain_s = time.monotonic() - traffic_done
         for process in ("web", "beat", *app.worker_starts):
             app.assert_running(process)
@@ -174,6 +184,7 @@ def run(
             drain_s=drain_s,
             notes=context.notes,
             lost=lost,
+            logs={process: app.log(process) for process in app.procs},
         )
     finally:
         app.stop()
@@ -199,9 +210,9 @@ def unfinished(url: str, sessions: list[traffic.Session]) -> list[str]:
     return [f"{sid} ({states.get(sid, 'no job')})" for sid in sorted(set(want) - done)]
 
 
-def drain(url: str, sessions: list[traffic.Session], app: App) -> list[str]:
+def drain(url: str, sessions: list[traffic.Session], app: App, timeout: float = DRAIN_TIMEOUT_S) -> list[str]:
     """Wait for every session to complete at its final transcript; what never did is lost."""
-    deadline = time.monotonic() + DRAIN_TIMEOUT_S
+    deadline = time.monotonic() + timeout
     while True:
         left = unfinished(url, sessions)
         if not left or time.monotonic() > deadline:

@@ -1,0 +1,122 @@
+"""A test host of the suite's own: a network namespace joined to this one by a veth pair, with
+addresses only inside the pair (10.213.0.0/24), made and removed by the suite.
+
+The servers stay on 127.0.0.1; inside the pair each has an address of its own on this side
+(PostgreSQL .1, Redis .2, the fake Claude .3), forwarded to its loopback port by a small TCP
+relay, so one of them can be cut off from the host alone: a blackhole route inside the
+namespace drops every packet to that address, as a partition does, until it is healed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import shutil
+import socket
+import subprocess
+import threading
+import uuid
+from typing import Any
+
+PREFIX = "10.213.0"
+HOST_SIDE = f"{PREFIX}.10"
+TARGETS = {"postgres": f"{PREFIX}.1", "redis": f"{PREFIX}.2", "claude": f"{PREFIX}.3"}
+
+
+def available() -> str | None:
+    """Why namespaces cannot be made here, or None when they can."""
+    if shutil.which("ip") is None:
+        return "iproute2 missing: apt-get install iproute2 (.ci/run installs it)"
+    probe = f"nxprobe{uuid.uuid4().hex[:6]}"
+    made = subprocess.run(["ip", "netns", "add", probe], capture_output=True, text=True)
+    if made.returncode != 0:
+        return f"cannot create a network namespace: {made.stderr.strip()}"
+    subprocess.run(["ip", "netns", "del", probe], capture_output=True)
+    return None
+
+
+def _ip(*args: str) -> None:
+    subprocess.run(["ip", *args], check=True, capture_output=True, text=True)
+
+
+class _Relay:
+    """Accept on ``listen`` and pipe each connection to 127.0.0.1:``port``."""
+
+    def __init__(self, address: str, port: int) -> None:
+        self.server = socket.create_server((address, port), backlog=256)
+        self.port = port
+        self.closed = False
+        threading.Thread(target=self._accept, daemon=True, name=f"relay-{address}").start()
+
+    def _accept(self) -> None:
+        while not self.closed:
+            try:
+                client, _ = self.server.accept()
+            except OSError:
+                return
+            try:
+                upstream = socket.create_connection(("127.0.0.1", self.port), timeout=5)
+            except OSError:
+                client.close()
+                continue
+            upstream.settimeout(None)
+            for a, b in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
+
+    @staticmethod
+    def _pipe(source: socket.socket, sink: socket.socket) -> None:
+        with contextlib.suppress(OSError):
+            while chunk := source.recv(65536):
+                sink.sendall(chunk)
+        for sock in (source, sink):
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+            sock.close()
+
+    def close(self) -> None:
+        self.closed = True
+        self.server.close()
+
+
+class WorkerHost:
+    """One namespace (a worker's host) with relays to the servers' loopback ports."""
+
+    def __init__(self, ports: dict[str, int]) -> None:
+        tag = uuid.uuid4().hex[:6]
+        self.ns, self.veth, self.peer = f"nexus-{tag}", f"nx{tag}a", f"nx{tag}b"
+        self.ports = ports
+        self.relays: list[_Relay] = []
+        self.cut: set[str] = set()
+
+    def __enter__(self) -> WorkerHost:
+        _ip("netns", "add", self.ns)
+        _ip("link", "add", self.veth, "type", "veth", "peer", "name", self.peer)
+        _ip("link", "set", self.peer, "netns", self.ns)
+        for address in TARGETS.values():
+            _ip("addr", "add", f"{address}/24", "dev", self.veth)
+        _ip("link", "set", self.veth, "up")
+        _ip("netns", "exec", self.ns, "ip", "link", "set", "lo", "up")
+        _ip("netns", "exec", self.ns, "ip", "addr", "add", f"{HOST_SIDE}/24", "dev", self.peer)
+        _ip("netns", "exec", self.ns, "ip", "link", "set", self.peer, "up")
+        for name, port in self.ports.items():
+            self.relays.append(_Relay(TARGETS[name], port))
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        for relay in self.relays:
+            relay.close()
+        subprocess.run(["ip", "link", "del", self.veth], capture_output=True)
+        subprocess.run(["ip", "netns", "del", self.ns], capture_output=True)
+
+    def prefix(self) -> list[str]:
+        return ["ip", "netns", "exec", self.ns]
+
+    def url(self, name: str) -> str:
+        return f"{TARGETS[name]}:{self.ports[name]}"
+
+    def partition(self, name: str) -> None:
+        _ip("netns", "exec", self.ns, "ip", "route", "add", "blackhole", f"{TARGETS[name]}/32")
+        self.cut.add(name)
+
+    def heal(self, name: str) -> None:
+        _ip("netns", "exec", self.ns, "ip", "route", "del", "blackhole", f"{TARGETS[name]}/32")
+        self.cut.discard(name)
