@@ -290,7 +290,26 @@ NEXUS: dict[str, Any] = {
     # Workers refresh a heartbeat this often; health calls them down after the TTL.
     "HEARTBEAT_SECONDS": env_float("NEXUS_HEARTBEAT_SECONDS", 5.0),
     "HEARTBEAT_TTL_SECONDS": env_float("NEXUS_HEARTBEAT_TTL_SECONDS", 20.0),
+    # The rate governor (ingestion/worker/governor.py): the account's per-minute limits on
+    # Claude requests, input and output tokens, for all workers together (0 = no limit; the
+    # API's rate-limit headers still tighten it). Set them to the account's tier.
+    "CLAUDE_RPM": env_int("NEXUS_CLAUDE_RPM", 0),
+    "CLAUDE_ITPM": env_int("NEXUS_CLAUDE_ITPM", 0),
+    "CLAUDE_OTPM": env_int("NEXUS_CLAUDE_OTPM", 0),
+    # A few seconds of the limit may go at once: the API's bucket holds a minute, but it may
+    # enforce the limit over shorter intervals, so ours stays far smaller.
+    "GOVERNOR_BURST_SECONDS": env_float("NEXUS_GOVERNOR_BURST_SECONDS", 5.0),
+    # With its Redis unreachable each worker process keeps limit / this many (compose runs 2).
+    "GOVERNOR_PROCESSES": env_int("NEXUS_GOVERNOR_PROCESSES", 2),
+    # Its own Redis, if not the cache's (empty = the cache's).
+    "GOVERNOR_REDIS_URL": env_str("NEXUS_GOVERNOR_REDIS_URL", ""),
+    # While live work waits, bulk work (reprocess, admin re-queue) gets at most this share.
+    "BULK_SHARE": env_float("NEXUS_BULK_SHARE", 0.3),
 }
+if not 0 < NEXUS["BULK_SHARE"] <= 1:
+    raise ImproperlyConfigured("NEXUS_BULK_SHARE must be above 0 and at most 1")
+if NEXUS["GOVERNOR_BURST_SECONDS"] <= 0:
+    raise ImproperlyConfigured("NEXUS_GOVERNOR_BURST_SECONDS must be above 0")
 
 # --- Extraction -------------------------------------------------------------------------------
 ANTHROPIC_API_KEY = env_str("ANTHROPIC_API_KEY")

@@ -16,6 +16,9 @@ Contract:
   ``max_tokens``. Content blocks are picked by type, so a leading thinking block is harmless.
 - Cost is estimated per HTTP call from ``settings.ANTHROPIC_PRICES`` and summed, for failed
   runs too (their tokens were billed).
+- Every answer and every failure carries what the API said about the account's rate limits
+  (``anthropic-ratelimit-*`` headers, ``retry-after``) and how many HTTP calls it made, for the
+  rate governor (``worker/governor.py``); ``estimate`` is what a call will cost it beforehand.
 - Log lines carry model, tokens, latency and categories; never transcript text or contact data.
 """
 
@@ -25,12 +28,13 @@ import json
 import logging
 import math
 import time
+from datetime import datetime
 from typing import Any
 
 import anthropic
 from django.conf import settings
 
-from .base import Category, ExtractionError, ExtractionResult, FailureKind, Usage
+from .base import Category, ExtractionError, ExtractionResult, FailureKind, Limit, RateLimits, Usage
 from .guard import InvalidOutput, check_shape, guard
 from .prompt import PROMPT_VERSION, SYSTEM_PROMPT, user_turn
 from .schema import OUTPUT_SCHEMA
@@ -107,6 +111,7 @@ class ClaudeExtractor:
     """Extracts with Claude; one SDK client (and its connection pool) per instance, thread-safe."""
 
     name = "claude"
+    governed = True  # its calls count against the account's rate limits
 
     def __init__(
         self,
@@ -180,6 +185,8 @@ class ClaudeExtractor:
                 cost_usd=spent.cost_usd,
                 latency_ms=latency_ms,
                 stop_reason=stop_reason,
+                calls=spent.calls,
+                rate_limits=spent.rate_limits,
             )
             logger.info(
                 "claude extraction ok",
@@ -193,6 +200,17 @@ class ClaudeExtractor:
                 },
             )
             return result
+
+    def estimate(self, messages: list[dict[str, str]]) -> tuple[int, int]:
+        """(input, output) tokens one call will count against the rate limits, before it is made:
+        the prompt's characters / 4 (what the body sends; cache reads, which ITPM does not count,
+        are not subtracted, so it errs high), and ``max_tokens`` for output, which is what the
+        API itself reserves for OTPM until the answer is known."""
+        params = self.request_params(messages, self.max_tokens)
+        chars = len(SYSTEM_PROMPT) + len(params["messages"][0]["content"])
+        if "tools" in params:
+            chars += len(json.dumps(params["tools"]))
+        return max(1, chars // 4), self.max_tokens
 
     def request_params(self, messages: list[dict[str, str]], max_tokens: int) -> dict[str, Any]:
         """The Messages API body: cached system block, transcript as data, schema-bound output."""
@@ -223,9 +241,14 @@ class ClaudeExtractor:
         return params
 
     def _call(self, messages: list[dict[str, str]], max_tokens: int, spent: _Spent) -> Any:
+        spent.calls += 1
         try:
-            return self.client.messages.create(**self.request_params(messages, max_tokens))
+            # The raw response, for its rate-limit headers; parse() is what create() returns.
+            raw = self.client.messages.with_raw_response.create(**self.request_params(messages, max_tokens))
+            spent.rate_limits = rate_limits(raw.headers)
+            return raw.parse()
         except anthropic.APIStatusError as error:
+            spent.rate_limits = rate_limits(error.response.headers)
             raise self._classify_status(error, spent) from error
         except anthropic.APITimeoutError as error:  # before APIConnectionError: it is a subclass
             raise self._fail("request timed out", Category.TIMEOUT, spent) from error
@@ -286,7 +309,47 @@ class ClaudeExtractor:
             usage=spent.usage,
             cost_usd=spent.cost_usd,
             model=self.model,
+            calls=spent.calls,
+            rate_limits=spent.rate_limits,
         )
+
+
+RATE_LIMIT_DIMENSIONS = ("requests", "input-tokens", "output-tokens")
+
+
+def rate_limits(headers: Any) -> RateLimits | None:
+    """The account's limits as a response reported them (``anthropic-ratelimit-<dimension>-
+    limit / -remaining / -reset``, and ``retry-after`` on a 429); None when it said nothing.
+    A header that does not parse is ignored, never trusted."""
+    limits = {}
+    for dimension in RATE_LIMIT_DIMENSIONS:
+        prefix = f"anthropic-ratelimit-{dimension}"
+        limit = _int_header(headers.get(f"{prefix}-limit"))
+        remaining = _int_header(headers.get(f"{prefix}-remaining"))
+        reset_at = _time_header(headers.get(f"{prefix}-reset"))
+        if limit is not None or remaining is not None:
+            limits[dimension] = Limit(limit=limit, remaining=remaining, reset_at=reset_at)
+    wait = retry_after(headers) if headers.get("retry-after") or headers.get("retry-after-ms") else None
+    if not limits and wait is None:
+        return None
+    return RateLimits(limits=limits, retry_after=wait)
+
+
+def _int_header(value: str | None) -> int | None:
+    try:
+        return int(value) if value is not None else None
+    except ValueError:
+        return None
+
+
+def _time_header(value: str | None) -> float | None:
+    """An RFC 3339 time (what the API sends) as epoch seconds."""
+    if not value:
+        return None
+    try:
+        return datetime.fromisoformat(value).timestamp()
+    except ValueError:
+        return None
 
 
 def retry_after(headers: Any) -> float | None:
@@ -311,6 +374,8 @@ class _Spent:
     def __init__(self) -> None:
         self.usage = Usage()
         self.cost_usd = 0.0
+        self.calls = 0
+        self.rate_limits: RateLimits | None = None
 
     def add(self, model: str, usage: Any) -> None:
         if usage is None:

@@ -9,6 +9,9 @@
 - Failures are classified by the extractor (base.FailureKind): transient ones back off,
   permanent ones fail the revision (the dead-letter queue), account-wide ones open the
   circuit breaker and leave the job pending.
+- A call that counts against the account's rate limits asks the rate governor first
+  (``governor.py``); without capacity the job is given back, pending with a countdown to when
+  capacity frees: a deferral, not a failed attempt.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from typing import Any
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 from django.db import close_old_connections, connection, transaction
+from django.db.models import F
 from django.utils import timezone
 
 from nexus_project.db import model_update
@@ -35,7 +39,7 @@ from ..extraction import get_extractor
 from ..extraction.base import ExtractionError, ExtractionResult, FailureKind, Usage
 from ..logcontext import bind_job
 from ..models import FRESH_RUN, Extraction, ExtractionOutcome, Job, JobStatus
-from . import breaker, budget
+from . import breaker, budget, governor
 
 logger = logging.getLogger(__name__)
 
@@ -50,6 +54,7 @@ class Claim:
     revision: int
     trigger: str
     messages: list[dict[str, str]]
+    lane: str = governor.LIVE
 
 
 def job_process(*, job_id: uuid.UUID | str) -> str:
@@ -81,6 +86,13 @@ def job_process(*, job_id: uuid.UUID | str) -> str:
         breaker.release_probe()
         return "not-claimed"
     log["revision"] = str(claim.revision)
+    decision = None
+    if getattr(extractor, "governed", False):
+        input_tokens, output_tokens = extractor.estimate(claim.messages)  # type: ignore[attr-defined]
+        decision = governor.acquire(lane=claim.lane, estimate=governor.Estimate(input_tokens, output_tokens))
+        if not decision.granted:
+            breaker.release_probe()
+            return job_defer_for_capacity(claim=claim, seconds=decision.wait_seconds)
     # Return the connection to the pool for the length of the call: a thread waiting on
     # Claude must not hold a database connection another thread could use.
     close_old_connections()
@@ -88,13 +100,52 @@ def job_process(*, job_id: uuid.UUID | str) -> str:
     try:
         result = extractor.extract(claim.messages)
     except ExtractionError as err:
+        if decision is not None:
+            _settle(decision, err.usage, err.calls, err.rate_limits)
         if err.kind is not FailureKind.ACCOUNT:
             # Not the key's fault: if this run was the breaker's probe, let the next job probe
             # now instead of holding the slot until the lease runs out.
             breaker.release_probe()
         return job_record_failure(claim=claim, error=err)
+    if decision is not None:
+        _settle(decision, result.usage, result.calls, result.rate_limits)
     breaker.record_success()
     return job_record_success(claim=claim, result=result)
+
+
+def _settle(decision: governor.Decision, usage: Usage, calls: int, report: Any) -> None:
+    # ITPM counts uncached input and cache writes; cache reads are not counted.
+    governor.settle(
+        decision,
+        input_tokens=usage.input_tokens + usage.cache_creation_tokens,
+        output_tokens=usage.output_tokens,
+        calls=calls,
+        report=report,
+    )
+
+
+def job_defer_for_capacity(*, claim: Claim, seconds: float) -> str:
+    """Give the claim back: the job waits, pending, for the governor's capacity, with a task
+    due then. Neither an attempt nor a claim is counted: nothing failed."""
+    now = timezone.now()
+    due = now + timedelta(seconds=seconds)
+    with transaction.atomic():
+        updated = Job.objects.filter(id=claim.job_id, claim_token=claim.token).update(
+            status=JobStatus.PENDING,
+            claim_token=None,
+            lease_until=None,
+            claims=F("claims") - 1,
+            next_attempt_at=due,
+            dispatched_at=due,
+            updated_at=now,
+        )
+        if updated:
+            publish_on_commit(claim.job_id, countdown=seconds)
+    logger.info(
+        "extraction deferred by the rate governor",
+        extra={"job_id": str(claim.job_id), "lane": claim.lane, "retry_in_s": round(seconds, 2)},
+    )
+    return "deferred"
 
 
 def job_claim(*, job_id: uuid.UUID) -> Claim | None:

@@ -12,6 +12,13 @@ only when the marked prefix reaches the model's cache minimum (Haiku 5.5: 512 to
     python -m tests.fakes.claude_api --port 8765 --latency 0.2
     ANTHROPIC_BASE_URL=http://127.0.0.1:8765 ANTHROPIC_API_KEY=anything make run
 
+Rate limits (off by default): ``set_rate_limits(rpm=, itpm=, otpm=)`` (or POST /_fake/rate_limits)
+makes the fake enforce an account's per-minute limits as the real API does: a token bucket per
+dimension, as large as the limit and refilled continuously, checked when a request arrives;
+over it, a real 429 with ``retry-after``. Every answer then carries the
+``anthropic-ratelimit-{requests,input-tokens,output-tokens}-{limit,remaining,reset}`` headers.
+Input tokens count as the API counts them for ITPM: uncached input plus cache writes.
+
 Control API (JSON): POST /_fake/script [steps], POST /_fake/latency {"latency"} or {"min", "max"},
 POST /_fake/failure_rate {"rate", "statuses", "hang_rate", "hang_seconds", "seed"},
 POST /_fake/keys {"accept": [keys]} or {"any": true}, GET /_fake/stats, POST /_fake/reset.
@@ -27,11 +34,13 @@ import argparse
 import hashlib
 import html
 import json
+import math
 import random
 import re
 import threading
 import time
 from collections import Counter, deque
+from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -131,6 +140,28 @@ def prompt_tokens(body: dict[str, Any]) -> int:
     return tokens(sum(len(text) for text, _ in _blocks(body)))
 
 
+class _Bucket:
+    """One per-minute limit: holds up to ``limit``, refilled at limit/60 per second."""
+
+    def __init__(self, limit: int, now: float) -> None:
+        self.limit, self.rate = limit, limit / 60.0
+        self.tokens, self.at = float(limit), now
+
+    def level(self, now: float) -> float:
+        self.tokens = min(float(self.limit), self.tokens + (now - self.at) * self.rate)
+        self.at = now
+        return self.tokens
+
+    def wait_for(self, cost: float, now: float) -> float:
+        """Seconds until ``cost`` fits (0 when it does now). A cost above the limit waits for
+        a full bucket: the real API refuses such a request outright, NEXUS never sends one."""
+        return max(0.0, (min(cost, self.limit) - self.level(now)) / self.rate)
+
+    def take(self, cost: float, now: float) -> None:
+        self.level(now)
+        self.tokens -= cost
+
+
 class ApiError(Exception):
     def __init__(self, status: int, error_type: str, message: str, headers: dict[str, str] | None = None):
         super().__init__(message)
@@ -148,6 +179,7 @@ class FakeClaude:
     _injected: Counter[str]
     _open_conversations: Counter[str]
     _cached_prefixes: set[str]
+    _limits: dict[str, _Bucket]
 
     def __init__(self, port: int = 0, latency: float = 0.0, *, seed: int = 0) -> None:
         self._port = port
@@ -224,6 +256,16 @@ class FakeClaude:
             if seed is not None:
                 self._rng = random.Random(seed)
 
+    def set_rate_limits(self, rpm: int = 0, itpm: int = 0, otpm: int = 0) -> None:
+        """Enforce per-minute limits (0 = none) with real 429s; the buckets start full."""
+        with self._lock:
+            now = time.monotonic()
+            self._limits = {
+                name: _Bucket(limit, now)
+                for name, limit in (("requests", rpm), ("input-tokens", itpm), ("output-tokens", otpm))
+                if limit
+            }
+
     def reject_keys(self) -> None:
         """Every key gets 401 until ``accept_key``."""
         with self._lock:
@@ -281,6 +323,9 @@ class FakeClaude:
                 "input_tokens_total": self._input_tokens,
                 "output_tokens_total": self._output_tokens,
                 "scripted_left": len(self._script),
+                # 429s answered because a rate limit (set_rate_limits) was exceeded.
+                "rate_limited": self._rate_limited,
+                "rate_limits": {name: bucket.limit for name, bucket in self._limits.items()},
             }
 
     # --- internals ----------------------------------------------------------------------------
@@ -298,6 +343,8 @@ class FakeClaude:
         self._overlaps = 0
         self._input_tokens = self._output_tokens = 0
         self._cached_prefixes = set()
+        self._limits = {}
+        self._rate_limited = 0
 
     def _begin(
         self, path: str, headers: dict[str, str], body: Any, conversation: str | None
@@ -360,6 +407,9 @@ class FakeClaude:
     ) -> tuple[int, dict[str, Any], dict[str, str]]:
         """One /v1/messages call: (status, JSON body, extra headers)."""
         conversation = conversation_key(body)
+        limited = self._admit(body)
+        if limited is not None:
+            return limited
         step, latency = self._begin("/v1/messages", headers, body, conversation)
         status, usage = 500, None
         try:
@@ -370,12 +420,75 @@ class FakeClaude:
                 raise ApiError(401, "authentication_error", "invalid x-api-key")
             status, payload, extra = self._answer(step, body)
             usage = payload.get("usage")
-            return status, payload, extra
+            return status, payload, {**extra, **self._charge_output(usage)}
         except ApiError as error:
             status = error.status
             return status, _error_body(error.error_type, error.message), error.headers
         finally:
             self._end(status, usage, conversation, step[0])
+
+    def _admit(self, body: Any) -> _Reply | None:
+        """Check the rate limits when a request arrives: None to go ahead (charged), or the 429.
+
+        Requests and input tokens are charged at arrival; output tokens only need the bucket
+        not to be empty, and are charged with what the answer produced (``_charge_output``)."""
+        if not self._limits:
+            return None
+        try:
+            input_cost = self._itpm_cost(body)
+        except (KeyError, TypeError, AttributeError):
+            input_cost = 0  # a malformed body: validation answers it
+        with self._lock:
+            now = time.monotonic()
+            costs = {"requests": 1.0, "input-tokens": float(input_cost), "output-tokens": 1.0}
+            waits = [b.wait_for(costs[name], now) for name, b in self._limits.items()]
+            if max(waits) > 0:
+                self._calls += 1
+                self._rate_limited += 1
+                self._by_status["429"] += 1
+                headers = {**self._limit_headers(now), "retry-after": str(max(1, math.ceil(max(waits))))}
+                message = "This request would exceed your organization's rate limit. (fake)"
+                return 429, _error_body("rate_limit_error", message), headers
+            for name, bucket in self._limits.items():
+                if name != "output-tokens":
+                    bucket.take(costs[name], now)
+        return None
+
+    def _charge_output(self, usage: dict[str, int] | None) -> dict[str, str]:
+        if not self._limits:
+            return {}
+        with self._lock:
+            now = time.monotonic()
+            bucket = self._limits.get("output-tokens")
+            if bucket is not None and usage:
+                bucket.take(float(usage["output_tokens"]), now)
+            return self._limit_headers(now)
+
+    def _limit_headers(self, now: float) -> dict[str, str]:
+        headers: dict[str, str] = {}
+        for name, bucket in self._limits.items():
+            remaining = bucket.level(now)
+            reset = time.time() + (bucket.limit - remaining) / bucket.rate
+            prefix = f"anthropic-ratelimit-{name}"
+            headers[f"{prefix}-limit"] = str(bucket.limit)
+            headers[f"{prefix}-remaining"] = str(max(0, math.floor(remaining)))
+            headers[f"{prefix}-reset"] = (
+                datetime.fromtimestamp(math.ceil(reset), UTC).isoformat().replace("+00:00", "Z")
+            )
+        return headers
+
+    def _itpm_cost(self, body: dict[str, Any]) -> int:
+        """Input tokens as ITPM counts them: the prompt minus what a cache read would serve."""
+        blocks = _blocks(body)
+        total = tokens(sum(len(text) for text, _ in blocks))
+        marked = [i for i, (_, is_marked) in enumerate(blocks) if is_marked]
+        if not marked:
+            return total
+        prefix = "".join(t for t, _ in blocks[: marked[-1] + 1])
+        key = hashlib.sha256(f"{body.get('model')}\0{prefix}".encode()).hexdigest()
+        with self._lock:
+            cached = key in self._cached_prefixes
+        return max(0, total - tokens(len(prefix))) if cached else total
 
     def _answer(
         self, step: tuple[str, Any], body: dict[str, Any]
@@ -691,6 +804,8 @@ class _Handler(BaseHTTPRequestHandler):
             fake.set_latency(body.get("latency"), low=body.get("min"), high=body.get("max"))
         elif path == "/_fake/failure_rate":
             fake.set_failure_rate(**body)
+        elif path == "/_fake/rate_limits":
+            fake.set_rate_limits(**body)
         elif path == "/_fake/keys":
             if body.get("any"):
                 fake.accept_any_key()
@@ -727,8 +842,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--latency-min", type=float, default=None)
     parser.add_argument("--latency-max", type=float, default=None)
     parser.add_argument("--seed", type=int, default=0, help="seed for random latency and failures")
+    parser.add_argument("--rpm", type=int, default=0, help="enforce requests per minute (0 = none)")
+    parser.add_argument("--itpm", type=int, default=0, help="enforce input tokens per minute")
+    parser.add_argument("--otpm", type=int, default=0, help="enforce output tokens per minute")
     args = parser.parse_args(argv)
     fake = FakeClaude(port=args.port, latency=args.latency or 0.0, seed=args.seed)
+    fake.set_rate_limits(rpm=args.rpm, itpm=args.itpm, otpm=args.otpm)
     if args.latency_min is not None or args.latency_max is not None:
         fake.set_latency(low=args.latency_min, high=args.latency_max)
     fake.start()

@@ -288,3 +288,37 @@ def test_a_hung_call_does_not_count_as_an_overlap(fake_claude: FakeClaude) -> No
     stats = fake_claude.stats()
     assert stats["injected"] == {"hang": 1}
     assert stats["same_conversation_overlaps"] == 0
+
+
+def _post_with_headers(url: str, payload: Any) -> tuple[int, dict[str, str]]:
+    request = urllib.request.Request(url, data=json.dumps(payload).encode(), headers=HEADERS, method="POST")
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return response.status, {k.lower(): v for k, v in response.headers.items()}
+    except urllib.error.HTTPError as error:
+        return error.code, {k.lower(): v for k, v in error.headers.items()}
+
+
+def test_an_rpm_limit_is_enforced_with_429s_and_rate_limit_headers(fake_claude: FakeClaude) -> None:
+    fake_claude.set_rate_limits(rpm=3)
+    answers = [_post_with_headers(f"{fake_claude.url}/v1/messages", _body()) for _ in range(4)]
+
+    assert [status for status, _ in answers] == [200, 200, 200, 429]
+    first, refused = answers[0][1], answers[3][1]
+    assert first["anthropic-ratelimit-requests-limit"] == "3"
+    assert first["anthropic-ratelimit-requests-remaining"] == "2"
+    assert first["anthropic-ratelimit-requests-reset"].endswith("Z")
+    assert refused["anthropic-ratelimit-requests-remaining"] == "0"
+    assert 1 <= int(refused["retry-after"]) <= 20  # one request frees every 20 s
+    assert fake_claude.stats()["rate_limited"] == 1
+
+
+def test_an_itpm_limit_counts_the_prompts_input_tokens(fake_claude: FakeClaude) -> None:
+    fake_claude.set_rate_limits(itpm=100)
+    big = _body(messages=[{"role": "user", "content": "x" * 300}])  # ~80 tokens with the system
+
+    assert _post_with_headers(f"{fake_claude.url}/v1/messages", big)[0] == 200
+    status, headers = _post_with_headers(f"{fake_claude.url}/v1/messages", big)
+
+    assert status == 429
+    assert int(headers["anthropic-ratelimit-input-tokens-remaining"]) < 30
