@@ -30,6 +30,14 @@ FRESH_RUN: MappingProxyType[str, Any] = MappingProxyType(
 )
 
 
+class Lane(models.TextChoices):
+    """Which Celery queue and which share of the rate governor a job's runs use: a POST's
+    revision is live (a visitor is waiting), a reprocess or admin re-queue is bulk."""
+
+    LIVE = "live"
+    BULK = "bulk"
+
+
 class Job(models.Model):
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     session_id = models.CharField(max_length=128, unique=True)
@@ -61,6 +69,7 @@ class Job(models.Model):
     lease_until = models.DateTimeField(null=True, blank=True)
     # "auto" for the pipeline's own runs; "reprocess:<id>" asks for a deliberate re-extraction.
     trigger = models.CharField(max_length=48, default="auto")
+    lane = models.CharField(max_length=8, choices=Lane.choices, default=Lane.LIVE, db_default=Lane.LIVE)
 
     # The latest successful extraction of this session, in schema keys: the Prospect is the
     # fold of these over the visitor's sessions (SPEC §10).

@@ -23,7 +23,7 @@ from django.utils import timezone
 from nexus_project.db import model_update
 
 from .dispatch import dispatch_outstanding, publish_on_commit
-from .models import FRESH_RUN, Job, JobStatus
+from .models import FRESH_RUN, Job, JobStatus, Lane
 
 
 class FingerprintConflict(Exception):
@@ -97,6 +97,7 @@ def job_accept(
             "revision": job.revision + 1,
             "revised_at": now,
             "trigger": "auto",
+            "lane": Lane.LIVE,
         }
         dispatch = False
         # A worker mid-run keeps the row processing; it sees the newer revision when it
@@ -200,7 +201,13 @@ def job_requeue(*, job_id: uuid.UUID, reextract: bool = False) -> bool:
             return False
         trigger = f"reprocess:{uuid.uuid4().hex[:12]}" if reextract else job.trigger
         model_update(
-            job, **FRESH_RUN, status=JobStatus.PENDING, dispatched_at=now, enqueued_at=now, trigger=trigger
+            job,
+            **FRESH_RUN,
+            status=JobStatus.PENDING,
+            dispatched_at=now,
+            enqueued_at=now,
+            trigger=trigger,
+            lane=Lane.BULK,
         )
-        publish_on_commit(job.id)
+        publish_on_commit(job.id, lane=Lane.BULK)
     return True

@@ -18,6 +18,7 @@ from typing import Any
 
 import environ
 from django.core.exceptions import ImproperlyConfigured
+from kombu import Queue
 
 from .embedded import dev_database_missing_hint, dev_database_url
 from .env import env_bool, env_float, env_int, env_list, env_str
@@ -179,6 +180,10 @@ if CELERY_BROKER_URL.startswith("redis://"):
     # per publish, ack and event, on the consumer thread every task goes through).
     CELERY_BROKER_TRANSPORT = "nexus_project.broker:Transport"
 CELERY_TASK_DEFAULT_QUEUE = env_str("CELERY_TASK_DEFAULT_QUEUE", "nexus")
+# Lanes: live work (a POST's revision) on the default queue, bulk work (reprocess, admin
+# re-queue) on its own; every worker consumes both (the rate governor shares capacity).
+NEXUS_BULK_QUEUE = env_str("NEXUS_BULK_QUEUE", f"{CELERY_TASK_DEFAULT_QUEUE}-bulk")
+CELERY_TASK_QUEUES = (Queue(CELERY_TASK_DEFAULT_QUEUE), Queue(NEXUS_BULK_QUEUE))
 CELERY_TASK_SERIALIZER = "json"
 CELERY_RESULT_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]  # never pickle: a broker message must not be able to run code

@@ -40,10 +40,11 @@ from django.core.cache import cache
 from redis.exceptions import RedisError
 
 from ..extraction.base import RateLimits
+from ..models import Lane
 
 logger = logging.getLogger(__name__)
 
-LIVE, BULK = "live", "bulk"
+LIVE, BULK = Lane.LIVE.value, Lane.BULK.value
 LANES = (LIVE, BULK)
 # (our short name, the API's header name, the setting)
 DIMENSIONS = (

@@ -140,7 +140,7 @@ def job_defer_for_capacity(*, claim: Claim, seconds: float) -> str:
             updated_at=now,
         )
         if updated:
-            publish_on_commit(claim.job_id, countdown=seconds)
+            publish_on_commit(claim.job_id, countdown=seconds, lane=claim.lane)
     logger.info(
         "extraction deferred by the rate governor",
         extra={"job_id": str(claim.job_id), "lane": claim.lane, "retry_in_s": round(seconds, 2)},
@@ -169,7 +169,7 @@ def job_claim(*, job_id: uuid.UUID) -> Claim | None:
     if row is None:
         logger.info("job not claimable (done, running elsewhere, or gone)", extra={"job_id": str(job_id)})
         return None
-    revision, claims, trigger, messages, session_id = row
+    revision, claims, trigger, messages, session_id, lane = row
     messages = Job._meta.get_field("messages").from_db_value(messages, None, connection)  # type: ignore[attr-defined,arg-type]
     bind_job(session_id=session_id)
     if claims > settings.NEXUS["MAX_CLAIMS"]:
@@ -179,7 +179,7 @@ def job_claim(*, job_id: uuid.UUID) -> Claim | None:
         "job claimed",
         extra={"job_id": str(job_id), "session_id": session_id, "revision": revision},
     )
-    return Claim(job_id, token, revision, trigger, messages)
+    return Claim(job_id, token, revision, trigger, messages, lane)
 
 
 def _db_value(field_name: str) -> Any:
@@ -201,13 +201,13 @@ def _claim_sql() -> str:
         WHERE id = %(job_id)s AND purged_at IS NULL AND (
             (status = %(pending)s AND (next_attempt_at IS NULL OR next_attempt_at <= %(due_by)s))
             OR (status = %(processing)s AND lease_until < %(now)s))
-        RETURNING revision, claims, trigger, messages, session_id
+        RETURNING revision, claims, trigger, messages, session_id, lane
     """  # noqa: S608 - the model's table name
 
 
 _FENCED_FIELDS = (
     "session_id", "fingerprint", "revision", "attempts", "claims", "status", "prospect",
-    "created_at", "revised_at", "updated_at",
+    "created_at", "revised_at", "updated_at", "lane",
 )  # fmt: skip
 # What every outcome of a run writes: the claim is given back.
 _RELEASED = {"claim_token": None, "lease_until": None}
@@ -262,8 +262,8 @@ def job_record_success(*, claim: Claim, result: ExtractionResult) -> str:
             prospect_id=prospect_id, sessions=selectors.prospect_sessions(prospect_id=prospect_id)
         )
         _record_extraction(claim, job, now=now, result=result, merged=merged)
-        if newer:
-            publish_on_commit(job.id)
+        if newer:  # a POST made the newer revision: live
+            publish_on_commit(job.id, lane=job.lane)
     logger.info(
         "job requeued for a newer revision" if newer else "job completed",
         extra={"job_id": str(job.id), "revision": claim.revision, "latest_revision": job.revision},
@@ -360,18 +360,20 @@ def job_record_failure(*, claim: Claim, error: ExtractionError) -> str:
         attempts = job.attempts + 1
         if error.kind is FailureKind.ACCOUNT:
             pause = breaker.trip(category=error.category)
-            changes.update(_to_pending(job.id, now, countdown=pause, newer=newer))
+            changes.update(_to_pending(job.id, job.lane, now, countdown=pause, newer=newer))
         elif error.kind is FailureKind.TRANSIENT and attempts < settings.NEXUS["MAX_ATTEMPTS"]:
             countdown = backoff_seconds(attempts, error.retry_after)
             changes["attempts"] = attempts
-            changes.update(_to_pending(job.id, now, countdown=0 if newer else countdown, newer=newer))
+            changes.update(
+                _to_pending(job.id, job.lane, now, countdown=0 if newer else countdown, newer=newer)
+            )
             log["retry_in_s"] = round(countdown, 2)
         else:
             if error.kind is FailureKind.TRANSIENT:
                 changes["attempts"] = attempts
                 changes["last_error"] = f"attempts exhausted ({attempts}): {changes['last_error']}"
             if newer:  # the failure belongs to an old revision; the new one gets its chance
-                changes.update(_to_pending(job.id, now, countdown=0, newer=True))
+                changes.update(_to_pending(job.id, job.lane, now, countdown=0, newer=True))
             else:
                 changes.update(status=JobStatus.FAILED, processed_at=now)
         model_update(job, **changes)
@@ -380,11 +382,11 @@ def job_record_failure(*, claim: Claim, error: ExtractionError) -> str:
     return outcome
 
 
-def _to_pending(job_id: uuid.UUID, now: Any, *, countdown: float, newer: bool) -> dict[str, Any]:
+def _to_pending(job_id: uuid.UUID, lane: str, now: Any, *, countdown: float, newer: bool) -> dict[str, Any]:
     """The changes that put a job back to pending with a task due after ``countdown``, and that
     task, published on commit. A newer revision starts its own count of attempts and claims."""
     due = now + timedelta(seconds=countdown)
-    publish_on_commit(job_id, countdown=countdown if countdown > 0 else None)
+    publish_on_commit(job_id, countdown=countdown if countdown > 0 else None, lane=lane)
     changes: dict[str, Any] = {
         "status": JobStatus.PENDING,
         "next_attempt_at": due if countdown > 0 else None,

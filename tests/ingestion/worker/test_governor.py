@@ -3,12 +3,15 @@ the account's limits with real 429s and rate-limit headers."""
 
 from __future__ import annotations
 
+import io
 import logging
 import socket
 import time
 from typing import Any
 
 import pytest
+from django.core.management import call_command
+from django.utils import timezone
 
 from ingestion.extraction.base import Limit, RateLimits
 from ingestion.models import Extraction, Job, JobStatus
@@ -185,3 +188,37 @@ def test_with_its_redis_down_the_governor_fails_open_and_jobs_complete(
         line for line in metrics.splitlines() if line.startswith("nexus_governor_fail_open_total")
     )
     assert float(fail_open.split()[-1]) >= 4
+
+
+def test_a_live_post_is_extracted_before_a_bulk_reprocess_backlog_finishes(
+    api, limits, claude_settings, fake_claude, fast_pipeline, celery_worker
+):
+    fake_claude.set_rate_limits(rpm=120)
+    limits(CLAUDE_RPM=120, GOVERNOR_BURST_SECONDS=2.0, BULK_SHARE=0.3)  # 2 per second
+    backlog = [
+        Job.objects.create(
+            session_id=f"bulk-{n}",
+            fingerprint=f"bulk-fp-{n}",
+            transcript_hash=f"bulk-{n}",
+            messages=transcript(f"Hola, me llamo Cliente {n}"),
+            message_count=1,
+            status=JobStatus.COMPLETED,
+            revision=1,
+            processed_revision=1,
+            revised_at=timezone.now(),
+        )
+        for n in range(30)
+    ]
+    call_command("reprocess", "--status", "completed", stdout=io.StringIO())
+    assert set(Job.objects.filter(id__in=[j.id for j in backlog]).values_list("lane", flat=True)) == {"bulk"}
+    wait_for(lambda: Extraction.objects.filter(job__lane="bulk", outcome="ok").count() >= 3, timeout=60)
+
+    live = _post_sessions(api, 1, "live")
+
+    wait_for(lambda: _all_completed(live), timeout=60)
+    bulk_done = Extraction.objects.filter(job__lane="bulk", outcome="ok").count()
+    assert bulk_done < len(backlog)  # the visitor did not wait for the backlog
+    assert Job.objects.get(id=live[0]).lane == "live"
+    wait_for(lambda: _all_completed([str(j.id) for j in backlog]), timeout=120)
+    assert fake_claude.stats()["rate_limited"] == 0
+    assert governor.status()["granted"]["bulk"] >= len(backlog)
