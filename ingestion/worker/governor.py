@@ -231,13 +231,18 @@ def settle(
     retry_after = report.retry_after if report is not None and report.retry_after else -1
     if retry_after > 0:  # as the pipeline's backoff: waiting the cap beats hammering the limit
         retry_after = min(retry_after, settings.NEXUS["BACKOFF_CAP_SECONDS"])
+    refunds = {
+        short: decision.estimate.cost(short) - used[short] if decision.granted else -used[short]
+        for short, _, _ in DIMENSIONS
+    }
+    if _nothing_to_settle(configured, refunds, reported, retry_after):
+        return False
     args: list[Any] = [repr(now), retry_after]
     for short, header, _ in DIMENSIONS:
-        refund = decision.estimate.cost(short) - used[short] if decision.granted else -used[short]
         limit = reported.get(header)
         args += [
             configured[short],
-            refund,
+            refunds[short],
             limit.limit if limit and limit.limit is not None else -1,
             limit.remaining if limit and limit.remaining is not None else -1,
             limit.reset_at if limit and limit.reset_at is not None else -1,
@@ -258,6 +263,32 @@ def settle(
             "rate governor tightened by the API's rate-limit report", extra={"retry_after": retry_after}
         )
     return tightened
+
+
+def _nothing_to_settle(
+    configured: dict[str, int], refunds: dict[str, int], reported: dict[str, Any], retry_after: float
+) -> bool:
+    """Whether the settle round trip would change nothing: no correction for a governed
+    dimension, no retry-after, and a report that can tighten nothing (the account's limit at
+    least ours, more remaining than our bucket can ever hold). The common case with RPM alone
+    governed and an account above it: one round trip per call instead of two."""
+    if retry_after > 0:
+        return False
+    burst = settings.NEXUS["GOVERNOR_BURST_SECONDS"]
+    for short, header, _ in DIMENSIONS:
+        limit = configured[short]
+        if limit and refunds[short]:
+            return False
+        seen = reported.get(header)
+        if seen is None:
+            continue
+        if not limit:
+            return False  # the account's limit is to be adopted
+        if seen.limit is not None and seen.limit < limit:
+            return False
+        if seen.remaining is not None and seen.remaining < limit / 60 * burst:
+            return False
+    return True
 
 
 def _max_wait() -> float:
@@ -339,8 +370,15 @@ _script_cache: dict[int, tuple[Any, Any]] = {}
 _down_until = 0.0
 
 
+_key_memo: dict[str, list[str]] = {}
+
+
 def _keys() -> list[str]:
-    return [cache.make_key(_STATE_KEY), cache.make_key(_STATS_KEY)]
+    prefix = cache.key_prefix  # type: ignore[attr-defined]
+    keys = _key_memo.get(prefix)
+    if keys is None:
+        keys = _key_memo[prefix] = [cache.make_key(_STATE_KEY), cache.make_key(_STATS_KEY)]
+    return keys
 
 
 def _client() -> Any:

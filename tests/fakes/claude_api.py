@@ -143,19 +143,20 @@ def prompt_tokens(body: dict[str, Any]) -> int:
 class _Bucket:
     """One per-minute limit: holds up to ``limit``, refilled at limit/60 per second."""
 
-    def __init__(self, limit: int, now: float) -> None:
+    def __init__(self, limit: int, now: float, window: float = 60.0) -> None:
         self.limit, self.rate = limit, limit / 60.0
-        self.tokens, self.at = float(limit), now
+        self.capacity = self.rate * window
+        self.tokens, self.at = self.capacity, now
 
     def level(self, now: float) -> float:
-        self.tokens = min(float(self.limit), self.tokens + (now - self.at) * self.rate)
+        self.tokens = min(self.capacity, self.tokens + (now - self.at) * self.rate)
         self.at = now
         return self.tokens
 
     def wait_for(self, cost: float, now: float) -> float:
         """Seconds until ``cost`` fits (0 when it does now). A cost above the limit waits for
         a full bucket: the real API refuses such a request outright, NEXUS never sends one."""
-        return max(0.0, (min(cost, self.limit) - self.level(now)) / self.rate)
+        return max(0.0, (min(cost, self.capacity) - self.level(now)) / self.rate)
 
     def take(self, cost: float, now: float) -> None:
         self.level(now)
@@ -256,12 +257,15 @@ class FakeClaude:
             if seed is not None:
                 self._rng = random.Random(seed)
 
-    def set_rate_limits(self, rpm: int = 0, itpm: int = 0, otpm: int = 0) -> None:
-        """Enforce per-minute limits (0 = none) with real 429s; the buckets start full."""
+    def set_rate_limits(self, rpm: int = 0, itpm: int = 0, otpm: int = 0, window: float = 60.0) -> None:
+        """Enforce per-minute limits (0 = none) with real 429s; the buckets start full.
+
+        ``window``: seconds of refill a bucket holds (the API: a minute). A benchmark that
+        scales time by k (limits k times higher) passes 60/k to keep the same account shape."""
         with self._lock:
             now = time.monotonic()
             self._limits = {
-                name: _Bucket(limit, now)
+                name: _Bucket(limit, now, window)
                 for name, limit in (("requests", rpm), ("input-tokens", itpm), ("output-tokens", otpm))
                 if limit
             }
@@ -468,7 +472,7 @@ class FakeClaude:
         headers: dict[str, str] = {}
         for name, bucket in self._limits.items():
             remaining = bucket.level(now)
-            reset = time.time() + (bucket.limit - remaining) / bucket.rate
+            reset = time.time() + (bucket.capacity - remaining) / bucket.rate
             prefix = f"anthropic-ratelimit-{name}"
             headers[f"{prefix}-limit"] = str(bucket.limit)
             headers[f"{prefix}-remaining"] = str(max(0, math.floor(remaining)))

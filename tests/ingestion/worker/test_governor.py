@@ -10,6 +10,7 @@ import time
 from typing import Any
 
 import pytest
+from django.core.cache import cache
 from django.core.management import call_command
 from django.utils import timezone
 
@@ -222,3 +223,15 @@ def test_a_live_post_is_extracted_before_a_bulk_reprocess_backlog_finishes(
     wait_for(lambda: _all_completed([str(j.id) for j in backlog]), timeout=120)
     assert fake_claude.stats()["rate_limited"] == 0
     assert governor.status()["granted"]["bulk"] >= len(backlog)
+
+
+def test_a_report_that_can_tighten_nothing_costs_no_second_round_trip(limits, redis_client):
+    decision = governor.acquire(lane=LIVE, estimate=CALL)
+    state_key = cache.make_key("governor:state")
+    state_before = redis_client.hgetall(state_key)
+    roomy = RateLimits(limits={"requests": Limit(limit=600, remaining=500, reset_at=time.time() + 5)})
+
+    assert not governor.settle(decision, input_tokens=80, output_tokens=20, calls=1, report=roomy)
+
+    assert redis_client.hgetall(state_key) == state_before
+    assert governor.status()["tightenings"] == 0
