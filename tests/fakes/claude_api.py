@@ -19,6 +19,12 @@ over it, a real 429 with ``retry-after``. Every answer then carries the
 ``anthropic-ratelimit-{requests,input-tokens,output-tokens}-{limit,remaining,reset}`` headers.
 Input tokens count as the API counts them for ITPM: uncached input plus cache writes.
 
+Message Batches: ``POST /v1/messages/batches`` (create), ``GET …/{id}`` (retrieve),
+``GET …/{id}/results`` (JSONL), ``POST …/{id}/cancel``. A batch ends ``batch_seconds`` after
+it was created (knob: ``set_batches(seconds=, expire=)``; ``expire`` makes every request of
+the batches that end expire instead of answering); each request is answered as a
+``/v1/messages`` call with the same body would be (scripted steps apply), without latency.
+
 Control API (JSON): POST /_fake/script [steps], POST /_fake/latency {"latency"} or {"min", "max"},
 POST /_fake/failure_rate {"rate", "statuses", "hang_rate", "hang_seconds", "seed"},
 POST /_fake/keys {"accept": [keys]} or {"any": true}, GET /_fake/stats, POST /_fake/reset.
@@ -270,6 +276,11 @@ class FakeClaude:
                 if limit
             }
 
+    def set_batches(self, seconds: float = 0.0, expire: bool = False) -> None:
+        """How long a batch takes to end, and whether its requests expire instead."""
+        with self._lock:
+            self._batch_knobs = {"seconds": seconds, "expire": expire}
+
     def reject_keys(self) -> None:
         """Every key gets 401 until ``accept_key``."""
         with self._lock:
@@ -349,6 +360,8 @@ class FakeClaude:
         self._cached_prefixes = set()
         self._limits = {}
         self._rate_limited = 0
+        self._batches: dict[str, dict[str, Any]] = {}
+        self._batch_knobs = {"seconds": 0.0, "expire": False}
 
     def _begin(
         self, path: str, headers: dict[str, str], body: Any, conversation: str | None
@@ -430,6 +443,129 @@ class FakeClaude:
             return status, _error_body(error.error_type, error.message), error.headers
         finally:
             self._end(status, usage, conversation, step[0])
+
+    # --- Message Batches ---------------------------------------------------------------------
+    def batch_create(self, headers: dict[str, str], body: Any) -> _Reply:
+        if not api_key(headers) or not self._key_accepted(api_key(headers)):
+            return 401, _error_body("authentication_error", "invalid x-api-key"), {}
+        requests = body.get("requests") if isinstance(body, dict) else None
+        if not isinstance(requests, list) or not requests:
+            return 400, _error_body("invalid_request_error", "requests: at least one request is required"), {}
+        ids = [r.get("custom_id") for r in requests]
+        if len(set(ids)) != len(ids) or not all(
+            isinstance(i, str) and re.fullmatch(r"[\w-]{1,64}", i) for i in ids
+        ):
+            return 400, _error_body("invalid_request_error", "custom_id: 1-64 of [a-zA-Z0-9_-], unique"), {}
+        with self._lock:
+            batch_id = f"msgbatch_fake_{len(self._batches) + 1:06d}"
+            self._batches[batch_id] = {
+                "id": batch_id,
+                "created": time.time(),
+                "ends": time.time() + self._batch_knobs["seconds"],
+                "expire": self._batch_knobs["expire"],
+                "requests": requests,
+                "results": None,
+                "canceled": False,
+            }
+        return 200, self._batch_view(batch_id, headers), {}
+
+    def batch_get(self, batch_id: str, headers: dict[str, str], *, results: bool = False) -> tuple[int, Any]:
+        with self._lock:
+            known = batch_id in self._batches
+        if not known:
+            return 404, _error_body("not_found_error", f"batch {batch_id} not found")
+        view = self._batch_view(batch_id, headers)
+        if not results:
+            return 200, view
+        if view["processing_status"] != "ended":
+            return 400, _error_body("invalid_request_error", "batch has not ended")
+        with self._lock:
+            return 200, self._batches[batch_id]["results"]
+
+    def batch_cancel(self, batch_id: str, headers: dict[str, str]) -> _Reply:
+        with self._lock:
+            batch = self._batches.get(batch_id)
+            if batch is None:
+                return 404, _error_body("not_found_error", f"batch {batch_id} not found"), {}
+            if batch["results"] is None:
+                batch["canceled"] = True
+                batch["ends"] = time.time()
+        return 200, self._batch_view(batch_id, headers), {}
+
+    def _batch_view(self, batch_id: str, headers: dict[str, str]) -> dict[str, Any]:
+        self._maybe_end(batch_id)
+        with self._lock:
+            batch = self._batches[batch_id]
+            done = batch["results"]
+            counts = Counter(line["result"]["type"] for line in done or [])
+        stamp = lambda t: datetime.fromtimestamp(t, UTC).isoformat().replace("+00:00", "Z")  # noqa: E731
+        host = headers.get("host", "127.0.0.1")
+        return {
+            "id": batch_id,
+            "type": "message_batch",
+            "processing_status": "ended"
+            if done is not None
+            else ("canceling" if batch["canceled"] else "in_progress"),
+            "request_counts": {
+                "processing": 0 if done is not None else len(batch["requests"]),
+                **{k: counts.get(k, 0) for k in ("succeeded", "errored", "canceled", "expired")},
+            },
+            "created_at": stamp(batch["created"]),
+            "expires_at": stamp(batch["created"] + 86400),
+            "ended_at": stamp(batch["ends"]) if done is not None else None,
+            "cancel_initiated_at": stamp(batch["ends"]) if batch["canceled"] else None,
+            "archived_at": None,
+            "results_url": f"http://{host}/v1/messages/batches/{batch_id}/results"
+            if done is not None
+            else None,
+        }
+
+    def _maybe_end(self, batch_id: str) -> None:
+        with self._lock:
+            batch = self._batches[batch_id]
+            if batch["results"] is not None or time.time() < batch["ends"]:
+                return
+            requests, expire, canceled = batch["requests"], batch["expire"], batch["canceled"]
+        lines = []
+        for request in requests:
+            if canceled or expire:
+                lines.append(
+                    {
+                        "custom_id": request["custom_id"],
+                        "result": {"type": "canceled" if canceled else "expired"},
+                    }
+                )
+                continue
+            status, payload, _ = self._batch_answer(request.get("params") or {})
+            if status == 200:
+                result = {"type": "succeeded", "message": payload}
+            else:
+                result = {"type": "errored", "error": payload}
+            lines.append({"custom_id": request["custom_id"], "result": result})
+        with self._lock:
+            batch["results"] = lines
+
+    def _batch_answer(self, body: dict[str, Any]) -> _Reply:
+        headers = {"x-api-key": "batch", "anthropic-version": "2023-06-01"}
+        with self._lock:
+            self._calls += 1
+            step = self._next_step()
+        status: int = 500
+        usage = None
+        try:
+            _validate_request(headers, body)
+            status, payload, extra = self._answer(step, body)
+            usage = payload.get("usage")
+            return status, payload, extra
+        except ApiError as error:
+            status = error.status
+            return status, _error_body(error.error_type, error.message), error.headers
+        finally:
+            with self._lock:
+                self._by_status[f"batch_{status}"] += 1
+                if usage:
+                    self._input_tokens += usage["input_tokens"]
+                    self._output_tokens += usage["output_tokens"]
 
     def _admit(self, body: Any) -> _Reply | None:
         """Check the rate limits when a request arrives: None to go ahead (charged), or the 429.
@@ -759,6 +895,9 @@ def _normalise_step(step: Any) -> tuple[str, Any]:
     return kind, arg
 
 
+_BATCH_PATH = re.compile(r"/v1/messages/batches/([\w-]+)(/results|/cancel)?")
+
+
 class _Server(ThreadingHTTPServer):
     # socketserver's listen backlog is 5: a worker opening its 16+ SDK connections at once
     # overflowed it and met "connection refused", a failure the real API never causes.
@@ -777,8 +916,17 @@ class _Handler(BaseHTTPRequestHandler):
         pass  # quiet: tests and benchmarks print their own summaries
 
     def do_GET(self) -> None:
+        headers = {k.lower(): v for k, v in self.headers.items()}
+        match = _BATCH_PATH.fullmatch(self.path.split("?")[0])
         if self.path == "/_fake/stats":
             self._send(200, self.fake.stats())
+        elif match and match.group(2) in (None, "/results"):
+            results = match.group(2) == "/results"
+            status, payload = self.fake.batch_get(match.group(1), headers, results=results)
+            if results and status == 200:
+                self._send_jsonl(payload)
+            else:
+                self._send(status, payload)
         else:
             self._send(404, _error_body("not_found_error", f"{self.path} not found"))
 
@@ -791,9 +939,17 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(400, _error_body("invalid_request_error", "request body is not valid JSON"))
             return
         headers = {k.lower(): v for k, v in self.headers.items()}
-        if self.path.split("?")[0] == "/v1/messages":
+        path = self.path.split("?")[0]
+        if path == "/v1/messages":
             status, payload, extra = self.fake.handle_messages(headers, body)
             self._send(status, payload, extra)
+            return
+        if path == "/v1/messages/batches":
+            self._send(*self.fake.batch_create(headers, body))
+            return
+        match = _BATCH_PATH.fullmatch(path)
+        if match and match.group(2) == "/cancel":
+            self._send(*self.fake.batch_cancel(match.group(1), headers))
             return
         try:
             self._control(body)
@@ -808,6 +964,8 @@ class _Handler(BaseHTTPRequestHandler):
             fake.set_latency(body.get("latency"), low=body.get("min"), high=body.get("max"))
         elif path == "/_fake/failure_rate":
             fake.set_failure_rate(**body)
+        elif path == "/_fake/batches":
+            fake.set_batches(**body)
         elif path == "/_fake/rate_limits":
             fake.set_rate_limits(**body)
         elif path == "/_fake/keys":
@@ -823,6 +981,17 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(404, {"error": f"{path} not found"})
             return
         self._send(200, {"ok": True, **fake.stats()})
+
+    def _send_jsonl(self, lines: list[dict[str, Any]]) -> None:
+        data = "".join(json.dumps(line, ensure_ascii=False) + "\n" for line in lines).encode()
+        try:
+            self.send_response(200)
+            self.send_header("content-type", "application/binary")
+            self.send_header("content-length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+        except (BrokenPipeError, ConnectionResetError):
+            pass
 
     def _send(self, status: int, payload: Any, extra: dict[str, str] | None = None) -> None:
         data = json.dumps(payload, ensure_ascii=False).encode()

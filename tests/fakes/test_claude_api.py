@@ -322,3 +322,39 @@ def test_an_itpm_limit_counts_the_prompts_input_tokens(fake_claude: FakeClaude) 
 
     assert status == 429
     assert int(headers["anthropic-ratelimit-input-tokens-remaining"]) < 30
+
+
+def test_message_batches_through_the_sdk_create_retrieve_results_and_cancel(fake_claude: FakeClaude) -> None:
+    import anthropic
+
+    client = anthropic.Anthropic(api_key="k", base_url=fake_claude.url, max_retries=0)
+    params = _body()
+    fake_claude.set_batches(seconds=30)
+    slow = client.messages.batches.create(requests=[{"custom_id": "a-1", "params": params}])
+    assert slow.processing_status == "in_progress" and slow.request_counts.processing == 1
+    fake_claude.set_batches(seconds=0)
+    fake_claude.script(["ok", "400"])
+    batch = client.messages.batches.create(
+        requests=[{"custom_id": "b-1", "params": params}, {"custom_id": "b-2", "params": params}]
+    )
+
+    ended = client.messages.batches.retrieve(batch.id)
+    results = {r.custom_id: r.result for r in client.messages.batches.results(batch.id)}
+
+    assert ended.processing_status == "ended" and ended.request_counts.succeeded == 1
+    assert results["b-1"].type == "succeeded" and results["b-1"].message.usage.input_tokens > 0
+    assert results["b-2"].type == "errored" and results["b-2"].error.error.type == "invalid_request_error"
+    canceled = client.messages.batches.cancel(slow.id)
+    assert canceled.cancel_initiated_at is not None
+    assert [r.result.type for r in client.messages.batches.results(slow.id)] == ["canceled"]
+
+
+def test_an_expiring_batch_expires_every_request(fake_claude: FakeClaude) -> None:
+    import anthropic
+
+    client = anthropic.Anthropic(api_key="k", base_url=fake_claude.url, max_retries=0)
+    fake_claude.set_batches(expire=True)
+    batch = client.messages.batches.create(requests=[{"custom_id": "x", "params": _body()}])
+
+    assert client.messages.batches.retrieve(batch.id).request_counts.expired == 1
+    assert [r.result.type for r in client.messages.batches.results(batch.id)] == ["expired"]
