@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import urllib.error
 import urllib.request
-from typing import Any
+from typing import Any, cast
 
 import pytest
 
@@ -328,7 +328,7 @@ def test_message_batches_through_the_sdk_create_retrieve_results_and_cancel(fake
     import anthropic
 
     client = anthropic.Anthropic(api_key="k", base_url=fake_claude.url, max_retries=0)
-    params = _body()
+    params: Any = _body()
     fake_claude.set_batches(seconds=30)
     slow = client.messages.batches.create(requests=[{"custom_id": "a-1", "params": params}])
     assert slow.processing_status == "in_progress" and slow.request_counts.processing == 1
@@ -354,7 +354,7 @@ def test_an_expiring_batch_expires_every_request(fake_claude: FakeClaude) -> Non
 
     client = anthropic.Anthropic(api_key="k", base_url=fake_claude.url, max_retries=0)
     fake_claude.set_batches(expire=True)
-    batch = client.messages.batches.create(requests=[{"custom_id": "x", "params": _body()}])
+    batch = client.messages.batches.create(requests=[{"custom_id": "x", "params": cast(Any, _body())}])
 
     assert client.messages.batches.retrieve(batch.id).request_counts.expired == 1
     assert [r.result.type for r in client.messages.batches.results(batch.id)] == ["expired"]
