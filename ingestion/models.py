@@ -162,3 +162,42 @@ class Extraction(models.Model):
 
     def __str__(self) -> str:
         return f"{self.job_id} r{self.revision} {self.outcome}"
+
+
+class BatchStatus(models.TextChoices):
+    """The Message Batches API's processing status, and ours once its results are folded."""
+
+    IN_PROGRESS = "in_progress"
+    CANCELING = "canceling"
+    ENDED = "ended"  # the API is done; results not yet folded in
+    FOLDED = "folded"  # every result folded into its job
+
+
+class ExtractionBatch(models.Model):
+    """One Message Batches API batch of bulk re-extractions (``reprocess --batch``): its jobs
+    are claimed (processing, with a lease past the API's 24 h expiry) until beat folds the
+    results in (``worker/batches.py``)."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    provider_id = models.CharField(max_length=128, unique=True)
+    model = models.CharField(max_length=64)
+    status = models.CharField(max_length=16, choices=BatchStatus.choices, default=BatchStatus.IN_PROGRESS)
+    requests = models.PositiveIntegerField(default=0)
+    succeeded = models.PositiveIntegerField(default=0)
+    errored = models.PositiveIntegerField(default=0)
+    expired = models.PositiveIntegerField(default=0)
+    canceled = models.PositiveIntegerField(default=0)
+    cost_usd = models.DecimalField(max_digits=12, decimal_places=6, default=0)
+    # custom_id -> {"job": uuid, "token": claim token, "revision": n}: what each result folds into.
+    items = models.JSONField(default=dict)
+    created_at = models.DateTimeField(auto_now_add=True)
+    ended_at = models.DateTimeField(null=True, blank=True)
+    folded_at = models.DateTimeField(null=True, blank=True)
+    cancel_requested_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        verbose_name_plural = "extraction batches"
+
+    def __str__(self) -> str:
+        return f"{self.provider_id} {self.status} ({self.requests})"

@@ -19,6 +19,10 @@ Contract:
 - Every answer and every failure carries what the API said about the account's rate limits
   (``anthropic-ratelimit-*`` headers, ``retry-after``) and how many HTTP calls it made, for the
   rate governor (``worker/governor.py``); ``estimate`` is what a call will cost it beforehand.
+- Message Batches (``batch_create`` / ``batch_retrieve`` / ``batch_results`` /
+  ``batch_cancel``): the same request body per job; each result becomes an ExtractionResult
+  (cost at ``BATCH_PRICE_FACTOR`` of the live rate) or an ExtractionError classified as the
+  live call's would be; an expired or canceled request is reported as such.
 - Log lines carry model, tokens, latency and categories; never transcript text or contact data.
 """
 
@@ -55,6 +59,22 @@ NO_STRUCTURED_OUTPUT_PREFIXES = (
 # anyway (below the broker's visibility timeout). Waiting the cap beats hammering a rate limit.
 RETRY_AFTER_MAX_SECONDS = 600.0
 THINKING_MODES = ("disabled", "adaptive", "")  # "" sends nothing: the model's own default
+# The Message Batches API bills every token at half the live rate.
+BATCH_PRICE_FACTOR = 0.5
+# The API's limit on requests per batch (and 256 MB; our requests are a few KB each).
+BATCH_MAX_REQUESTS = 100_000
+# A batch result's error type -> category (the live call's status says the same).
+_ERROR_TYPE_CATEGORY = {
+    "invalid_request_error": Category.BAD_REQUEST,
+    "authentication_error": Category.AUTH,
+    "permission_error": Category.AUTH,
+    "not_found_error": Category.NOT_FOUND,
+    "request_too_large": Category.TOO_LARGE,
+    "rate_limit_error": Category.RATE_LIMITED,
+    "api_error": Category.SERVER_ERROR,
+    "overloaded_error": Category.OVERLOADED,
+    "timeout_error": Category.TIMEOUT,
+}
 
 # HTTP status -> category; each category's kind (transient, permanent, account) is base.py's.
 _STATUS_CATEGORY = {
@@ -240,6 +260,81 @@ class ClaudeExtractor:
             params["tool_choice"] = {"type": "tool", "name": TOOL_NAME}
         return params
 
+    # --- Message Batches ---------------------------------------------------------------------
+    def batch_create(self, requests: list[tuple[str, list[dict[str, str]]]]) -> Any:
+        """Submit (custom_id, transcript) pairs as one batch; returns the SDK's MessageBatch.
+        Raises ExtractionError (classified as a live call's) when the API refuses it."""
+        body = [
+            {"custom_id": custom_id, "params": self.request_params(messages, self.max_tokens)}
+            for custom_id, messages in requests
+        ]
+        return self._batch_call(lambda: self.client.messages.batches.create(requests=body))  # type: ignore[arg-type]
+
+    def batch_retrieve(self, batch_id: str) -> Any:
+        return self._batch_call(lambda: self.client.messages.batches.retrieve(batch_id))
+
+    def batch_cancel(self, batch_id: str) -> Any:
+        return self._batch_call(lambda: self.client.messages.batches.cancel(batch_id))
+
+    def batch_results(self, batch_id: str, transcripts: dict[str, list[dict[str, str]]]) -> Any:
+        """Yield (custom_id, ExtractionResult | ExtractionError | "expired" | "canceled") for an
+        ended batch; ``transcripts`` (by custom_id) is what the guard checks answers against."""
+        for item in self._batch_call(lambda: self.client.messages.batches.results(batch_id)):
+            result = item.result
+            if result.type == "succeeded":
+                yield item.custom_id, self._batch_result(result.message, transcripts.get(item.custom_id, []))
+            elif result.type == "errored":
+                error = result.error.error
+                category = _ERROR_TYPE_CATEGORY.get(error.type, Category.SERVER_ERROR)
+                if category is Category.BAD_REQUEST and any(
+                    h in error.message.lower() for h in _SPEND_LIMIT_HINTS
+                ):
+                    category = Category.SPEND_LIMIT
+                yield (
+                    item.custom_id,
+                    self._fail(f"batch item {error.type}: {error.message}", category, _Spent()),
+                )
+            else:
+                yield item.custom_id, result.type
+
+    def _batch_result(
+        self, message: Any, messages: list[dict[str, str]]
+    ) -> ExtractionResult | ExtractionError:
+        spent = _Spent()
+        spent.calls = 1
+        spent.add(self.model, message.usage, factor=BATCH_PRICE_FACTOR)
+        stop_reason = message.stop_reason or ""
+        if stop_reason == "refusal":
+            return self._fail("the model refused to answer", Category.REFUSAL, spent)
+        if stop_reason in ("max_tokens", "model_context_window_exceeded"):
+            category = Category.MAX_TOKENS if stop_reason == "max_tokens" else Category.TOO_LARGE
+            return self._fail(f"batch answer stopped: {stop_reason}", category, spent)
+        try:
+            raw = check_shape(self._parse(message))
+        except InvalidOutput as error:
+            return self._fail(f"invalid output: {error}", Category.INVALID_OUTPUT, spent)
+        return ExtractionResult(
+            data=guard(raw, messages),
+            extractor=self.name,
+            model=message.model or self.model,
+            prompt_version=PROMPT_VERSION,
+            usage=spent.usage,
+            cost_usd=spent.cost_usd,
+            stop_reason=stop_reason,
+            calls=1,
+        )
+
+    def _batch_call(self, call: Any) -> Any:
+        spent = _Spent()
+        try:
+            return call()
+        except anthropic.APIStatusError as error:
+            raise self._classify_status(error, spent) from error
+        except anthropic.APITimeoutError as error:
+            raise self._fail("request timed out", Category.TIMEOUT, spent) from error
+        except anthropic.APIConnectionError as error:
+            raise self._fail("connection error", Category.CONNECTION, spent) from error
+
     def _call(self, messages: list[dict[str, str]], max_tokens: int, spent: _Spent) -> Any:
         spent.calls += 1
         try:
@@ -377,7 +472,7 @@ class _Spent:
         self.calls = 0
         self.rate_limits: RateLimits | None = None
 
-    def add(self, model: str, usage: Any) -> None:
+    def add(self, model: str, usage: Any, factor: float = 1.0) -> None:
         if usage is None:
             return
         call = Usage(
@@ -392,4 +487,4 @@ class _Spent:
             cache_creation_tokens=self.usage.cache_creation_tokens + call.cache_creation_tokens,
             cache_read_tokens=self.usage.cache_read_tokens + call.cache_read_tokens,
         )
-        self.cost_usd = round(self.cost_usd + cost_usd(model, call), 8)
+        self.cost_usd = round(self.cost_usd + cost_usd(model, call) * factor, 8)
