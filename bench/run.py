@@ -300,6 +300,12 @@ def ref_rows() -> int:
         return int(cursor.fetchone()[0])
 
 
+def timezone_now() -> Any:
+    from django.utils import timezone
+
+    return timezone.now()
+
+
 # --- the bench --------------------------------------------------------------------------------
 class Bench:
     def __init__(self, args: argparse.Namespace) -> None:
@@ -922,6 +928,88 @@ class Bench:
             **verdict(bool(cost_ratio is not None and abs(cost_ratio - 0.5) <= 0.01), invalid),
         }  # fmt: skip
 
+    def figure_10(self) -> dict[str, Any]:
+        """Live POST -> completed p95 with and without a bulk reprocess running, under the
+        governor at the account's limit (time scaled as figure 8: x10, 1,200 RPM)."""
+        from ingestion.models import Job, JobStatus
+        from ingestion.services import job_requeue
+
+        limit_rpm, time_scale = 120, 10
+        rpm = limit_rpm * time_scale
+        live_rate, seconds = 4.0, 15 * self.scale  # a fifth of the limit
+        bulk = max(300, int(3000 * self.scale))
+        self.stop_worker()
+        self.reset_state()
+        self.fake("reset", {})
+        self.fake("latency", {"latency": 1.0 / time_scale})
+        self.fake("rate_limits", {"rpm": rpm, "window": 60.0 / time_scale})
+        governed = {
+            "NEXUS_CLAUDE_RPM": str(rpm),
+            "NEXUS_GOVERNOR_BURST_SECONDS": str(5.0 / time_scale),
+            "NEXUS_GOVERNOR_PROCESSES": str(self.worker_processes),
+        }
+        self.env.update(governed)
+        try:
+            self.start_worker()
+            alone, invalid = self._live_e2e(live_rate, seconds, "f10a")
+            rng = random.Random(5)
+            from bench import loadgen
+
+            now = timezone_now()
+            Job.objects.bulk_create(
+                Job(session_id=f"f10bulk-{RUN_ID}-{i}", fingerprint=f"f10fp-{i}", transcript_hash=f"h{i}",
+                    messages=(m := loadgen.conversation(rng)), message_count=len(m), revised_at=now,
+                    status=JobStatus.COMPLETED, revision=1, processed_revision=1)
+                for i in range(bulk)
+            )  # fmt: skip
+            for job_id in Job.objects.filter(session_id__startswith="f10bulk-").values_list("id", flat=True):
+                job_requeue(job_id=job_id, reextract=True)
+            wait_until(
+                lambda: Job.objects.filter(lane="bulk", status="completed").count() >= 20, 60, "bulk start"
+            )
+            under, more = self._live_e2e(live_rate, seconds, "f10b")
+            invalid += more
+            bulk_left = Job.objects.filter(lane="bulk").exclude(status="completed").count()
+            stats = self.fake("stats")
+        finally:
+            for name in governed:
+                self.env.pop(name, None)
+            self.stop_worker()
+        p95_ratio = ratio(under["p95_ms"], alone["p95_ms"])
+        if not bulk_left:
+            invalid.append("the bulk backlog finished before the live phase did: not measured under bulk")
+        log(f"figure 10: alone={alone} under={under} bulk_left={bulk_left} fake={stats}")
+        return {
+            "what": f"live POST -> completed at {live_rate}/s (time scaled x{time_scale}, {rpm} RPM), "
+                    f"alone and while a {bulk}-job bulk reprocess runs",
+            "alone": alone,
+            "under_bulk": under,
+            "bulk_jobs_still_pending_after": bulk_left,
+            "http_429": stats["rate_limited"],
+            "p95_ratio": p95_ratio,
+            "target": "p95 under bulk <= 1.2 x p95 alone",
+            **verdict(bool(p95_ratio is not None and p95_ratio <= 1.2), invalid),
+        }  # fmt: skip
+
+    def _live_e2e(self, rate: float, seconds: float, prefix: str) -> tuple[dict[str, Any], list[str]]:
+        from bench import loadgen
+        from ingestion.models import Job
+
+        posted, result = self.paced("/api/nexus/producer", rate, seconds, prefix)
+        invalid = paced_problems(f"live POSTs at {rate}/s", posted)
+        sessions = list(result.sent_at)
+        try:
+            done_jobs = Job.objects.filter(session_id__in=sessions, status="completed")
+            wait_until(lambda: done_jobs.count() >= len(sessions), 120, "live jobs", 0.2)
+        except RuntimeError as exc:
+            invalid.append(str(exc))
+        done = dict(Job.objects.filter(session_id__in=sessions).values_list("session_id", "processed_at"))
+        e2e = [
+            (f.timestamp() - t) * 1000 for s, t in result.sent_at.items() if (f := done.get(s)) is not None
+        ]
+        return {"samples": len(e2e), "p50_ms": loadgen.percentile(e2e, 50),
+                "p95_ms": loadgen.percentile(e2e, 95)}, invalid  # fmt: skip
+
     def governor_cpu_per_call(self, calls: int = 2000) -> dict[str, Any]:
         """The worker CPU the governor adds to one Claude call, measured in this process on the
         bench's Redis (process time: the client's work, not the Redis server's). Two cases:
@@ -971,7 +1059,7 @@ class Bench:
         # pre-filled before the first start were never delivered in our trials.
         self.start_worker()
         self.stop_worker()
-        only = {int(x) for x in self.args.only.split(",") if x} or set(range(1, 10))
+        only = {int(x) for x in self.args.only.split(",") if x} or set(range(1, 11))
         figures: dict[str, Any] = {}
         if 1 in only:
             figures["1_producer_http"] = self.figure_1()
@@ -992,6 +1080,8 @@ class Bench:
             figures["8_rate_governor"] = self.figure_8()
         if 9 in only:
             figures["9_batch_cost"] = self.figure_9()
+        if 10 in only:
+            figures["10_live_under_bulk"] = self.figure_10()
         if 7 in only:
             figures["7_prompt_and_cost"] = self.figure_7(figures["5_coalescing"]["claude_calls_per_session"])
         ordered = {k: figures[k] for k in sorted(figures)}

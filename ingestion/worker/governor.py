@@ -16,7 +16,9 @@ one round trip (a Lua script, EVALSHA):
   ``retry-after`` pauses every worker until then.
 - Lanes: live work (a POST's revision) and bulk work (reprocess, admin re-queue). While live
   work is waiting, bulk may use at most ``NEXUS_BULK_SHARE`` of the capacity (a second bucket
-  at that share of the rate); when none is, all of it.
+  at that share of the rate); when none is, all of the refill rate. Bulk never takes the live
+  reserve, the part of the burst above its share, so a visitor's call finds capacity at once
+  even while a backlog runs.
 - The buckets hold ``NEXUS_GOVERNOR_BURST_SECONDS`` of capacity, far less than the API's own
   minute, so a burst that our bucket allows the API's allows too.
 - Redis unreachable: each process falls back to its share of the limit

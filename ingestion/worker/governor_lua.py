@@ -18,7 +18,7 @@ local function get(k, d) local v = st[k]; if v == nil then return d end; return 
 local elapsed = math.max(0, now - get('ts', now))
 local limited = lane == 'bulk' and get('lw', 0) > now
 local dims = {'r', 'i', 'o'}
-local wait, cost_s = 0, 0
+local wait, cost_s, hard = 0, 0, 0
 local t, b, c, rates = {}, {}, {}, {}
 for j, d in ipairs(dims) do
   local limit = tonumber(ARGV[5 + 2 * j]); local cost = tonumber(ARGV[6 + 2 * j])
@@ -36,6 +36,12 @@ for j, d in ipairs(dims) do
     c[d] = cost
     local need = (cost - t[d]) / rate
     local per = cost / rate
+    if lane == 'bulk' then
+      -- Bulk never takes the live reserve (the burst above its share), grace or not: a
+      -- visitor's call finds capacity at once, and bulk still gets the whole refill rate.
+      local reserve = math.min(cap * (1 - share), cap - cost)
+      hard = math.max(hard, (cost + reserve - t[d]) / rate)
+    end
     if limited then
       need = math.max(need, (cost - b[d]) / brate)
       per = cost / brate
@@ -46,7 +52,7 @@ end
 local paused = get('pause', 0) - now
 local q = {live = math.max(0, get('q:live', 0) - elapsed), bulk = math.max(0, get('q:bulk', 0) - elapsed)}
 local granted = 0
-if paused <= 0 and wait <= grace then
+if paused <= 0 and wait <= grace and hard <= 0 then
   granted = 1
   for d, cost in pairs(c) do
     t[d] = t[d] - cost
@@ -57,7 +63,7 @@ if paused <= 0 and wait <= grace then
   wait = 0
   redis.call('HINCRBY', KEYS[2], 'granted:' .. lane, 1)
 else
-  wait = math.max(wait, paused) + q[lane]
+  wait = math.max(wait, hard, paused) + q[lane]
   q[lane] = math.min(max_wait, q[lane] + cost_s)
   if lane == 'live' then
     redis.call('HSET', KEYS[1], 'lw', math.max(get('lw', 0), now + wait + 1))
