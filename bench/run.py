@@ -300,6 +300,12 @@ def ref_rows() -> int:
         return int(cursor.fetchone()[0])
 
 
+def timezone_now() -> Any:
+    from django.utils import timezone
+
+    return timezone.now()
+
+
 # --- the bench --------------------------------------------------------------------------------
 class Bench:
     def __init__(self, args: argparse.Namespace) -> None:
@@ -788,6 +794,259 @@ class Bench:
             "note": "caching applies only when the cached prefix reaches the model's minimum",
         }
 
+    # figure 8 --------------------------------------------------------------------------------
+    def figure_8(self) -> dict[str, Any]:
+        """The rate governor: sessions against a fake enforcing the account's RPM with real 429s.
+
+        Time is scaled by ``time_scale``: the fake and the governor both run at k x 120 RPM,
+        the fake's bucket holds 60/k s of refill (a 120-RPM account holds a minute), the
+        governor's burst is its 5 s / k and Claude's latency 1 s / k, so the run is the
+        120-RPM one played k times faster: same calls, same bucket shapes, k times shorter."""
+        limit_rpm, time_scale = 120, 10
+        rpm = limit_rpm * time_scale
+        sessions = max(100, int(600 * self.scale))
+        self.stop_worker()
+        self.reset_state()
+        self.fake("reset", {})
+        self.fake("latency", {"latency": 1.0 / time_scale})
+        self.fake("rate_limits", {"rpm": rpm, "window": 60.0 / time_scale})
+        governed = {
+            "NEXUS_CLAUDE_RPM": str(rpm),
+            "NEXUS_GOVERNOR_BURST_SECONDS": str(5.0 / time_scale),
+            "NEXUS_GOVERNOR_PROCESSES": str(self.worker_processes),
+        }
+        self.env.update(governed)
+        try:
+            self.fill_jobs(sessions, "f8")
+            started = time.monotonic()
+            self.start_worker()
+            measured = self.drain_rate(self.completed, sessions, timeout=sessions / (rpm / 60) * 4 + 60)
+            wait_until(lambda: self.completed() >= sessions, sessions / (rpm / 60) * 4 + 60, "all jobs")
+            elapsed = time.monotonic() - started
+            stats = self.fake("stats")
+        finally:
+            for name in governed:
+                self.env.pop(name, None)
+            self.stop_worker()
+        from ingestion.models import Extraction
+
+        failed = Extraction.objects.filter(outcome="failed").count()
+        calls, limited = stats["calls"], stats["rate_limited"]
+        share_429 = limited / calls if calls else None
+        rate_per_min = measured["rate"] * 60 if measured.get("rate") else None
+        throughput = ratio(rate_per_min, rpm)
+        cpu = self.governor_cpu_per_call()
+        log(f"figure 8: {measured} fake={stats} cpu={cpu}")
+        invalid = drain_problems("jobs", measured)
+        if self.completed() < sessions:
+            invalid.append(f"only {self.completed()} of {sessions} jobs completed")
+        return {
+            "what": f"{sessions} sessions against a fake enforcing {limit_rpm} RPM with real 429s, "
+                    f"time scaled x{time_scale} (fake and governor at {rpm} RPM)",
+            "sessions": sessions,
+            "completed": self.completed(),
+            "failed_extractions": failed,
+            "claude_calls": calls,
+            "http_429": limited,
+            "share_429": round(share_429, 4) if share_429 is not None else None,
+            "throughput_per_min_scaled": round(rate_per_min, 1) if rate_per_min else None,
+            "throughput_vs_limit": throughput,
+            "equivalent_at_120_rpm": {"throughput_per_min": round(rate_per_min / time_scale, 1)
+                                      if rate_per_min else None},
+            "wall_s_including_worker_start": round(elapsed, 1),
+            "governor_cpu_ms_per_call": cpu,
+            "detail": measured,
+            "target": "every job completes, 429s <= 1% of calls, throughput >= 90% of the limit, "
+                      "governor CPU <= 0.5 ms per call",
+            **verdict(bool(self.completed() >= sessions and share_429 is not None and share_429 <= 0.01
+                           and throughput and throughput >= 0.9 and cpu["cpu_ms_per_call"] <= 0.5),
+                      invalid),
+        }  # fmt: skip
+
+    def figure_9(self) -> dict[str, Any]:
+        """A batch reprocess against the live path: the same jobs extracted live by the workers,
+        then re-extracted through the Message Batches API (the fake's batch endpoints), and the
+        cost each path recorded per extraction."""
+        from django.db.models import Avg, Count
+
+        from ingestion.extraction import reset_extractor
+        from ingestion.models import Extraction, ExtractionBatch, Job
+        from ingestion.worker.batches import batch_submit, batches_poll
+
+        jobs = max(100, int(1000 * self.scale))
+        self.stop_worker()
+        self.reset_state()
+        ExtractionBatch.objects.all().delete()
+        self.fake("reset", {})
+        self.fill_jobs(jobs, "f9")
+        self.start_worker()
+        wait_until(lambda: self.completed() >= jobs, 120 + jobs / 10, "live extractions")
+        self.stop_worker()
+        reset_extractor()
+        started = time.monotonic()
+        batches = batch_submit(job_ids=list(Job.objects.values_list("id", flat=True)))
+        open_batches = ExtractionBatch.objects.exclude(status="folded")
+        wait_until(lambda: batches_poll() > 0 or not open_batches.exists(), 120, "batch folded")
+        folded_s = time.monotonic() - started
+        by_trigger = {
+            row["trigger"]: row
+            for row in Extraction.objects.filter(outcome="ok").values("trigger")
+            .annotate(n=Count("id"), cost=Avg("cost_usd"), input=Avg("input_tokens"))
+            .order_by()
+        }  # fmt: skip
+        live, batch = by_trigger.get("auto"), by_trigger.get("batch")
+        cost_ratio = ratio(float(batch["cost"]), float(live["cost"])) if live and batch else None
+        # The same tokens at the live rates: what the batch rows would have cost as live calls.
+        from ingestion.extraction.base import Usage
+        from ingestion.extraction.claude import cost_usd
+
+        rows = Extraction.objects.filter(outcome="ok", trigger="batch")
+        at_live = sum(
+            cost_usd(
+                r.model, Usage(r.input_tokens, r.output_tokens, r.cache_creation_tokens, r.cache_read_tokens)
+            )
+            for r in rows
+        )
+        recorded = float(sum(r.cost_usd for r in rows))
+        same_tokens_ratio = ratio(recorded, at_live)
+        log(f"figure 9: live={live} batch={batch} batches={len(batches)}")
+        invalid = (
+            [] if batch and batch["n"] == jobs else [f"batch extractions: {batch and batch['n']} of {jobs}"]
+        )
+        return {
+            "what": f"{jobs} jobs extracted live, then re-extracted through one Message Batch",
+            "live": {"extractions": live and live["n"],
+                     "cost_usd_per_extraction": live and float(live["cost"])},
+            "batch": {"extractions": batch and batch["n"],
+                      "cost_usd_per_extraction": batch and float(batch["cost"]),
+                      "batches": len(batches), "submit_to_folded_s": round(folded_s, 1)},
+            "cost_ratio_batch_vs_live": cost_ratio,
+            "cost_ratio_same_tokens_at_live_rates": same_tokens_ratio,
+            "note": "the live run's first call writes the prompt cache, the batch reads it: per-extraction "
+                    "costs differ by that too; the same-tokens ratio isolates the batch discount",
+            "target": "batch = half the live per-extraction cost",
+            **verdict(bool(cost_ratio is not None and abs(cost_ratio - 0.5) <= 0.01), invalid),
+        }  # fmt: skip
+
+    def figure_10(self) -> dict[str, Any]:
+        """Live POST -> completed p95 with and without a bulk reprocess running, under the
+        governor at the account's limit (time scaled as figure 8: x10, 1,200 RPM)."""
+        from ingestion.models import Job, JobStatus
+        from ingestion.services import job_requeue
+
+        limit_rpm, time_scale = 120, 10
+        rpm = limit_rpm * time_scale
+        live_rate, seconds = 4.0, 15 * self.scale  # a fifth of the limit
+        bulk = max(300, int(3000 * self.scale))
+        self.stop_worker()
+        self.reset_state()
+        self.fake("reset", {})
+        self.fake("latency", {"latency": 1.0 / time_scale})
+        self.fake("rate_limits", {"rpm": rpm, "window": 60.0 / time_scale})
+        governed = {
+            "NEXUS_CLAUDE_RPM": str(rpm),
+            "NEXUS_GOVERNOR_BURST_SECONDS": str(5.0 / time_scale),
+            "NEXUS_GOVERNOR_PROCESSES": str(self.worker_processes),
+        }
+        self.env.update(governed)
+        try:
+            self.start_worker()
+            alone, invalid = self._live_e2e(live_rate, seconds, "f10a")
+            rng = random.Random(5)
+            from bench import loadgen
+
+            now = timezone_now()
+            Job.objects.bulk_create(
+                Job(session_id=f"f10bulk-{RUN_ID}-{i}", fingerprint=f"f10fp-{i}", transcript_hash=f"h{i}",
+                    messages=(m := loadgen.conversation(rng)), message_count=len(m), revised_at=now,
+                    status=JobStatus.COMPLETED, revision=1, processed_revision=1)
+                for i in range(bulk)
+            )  # fmt: skip
+            for job_id in Job.objects.filter(session_id__startswith="f10bulk-").values_list("id", flat=True):
+                job_requeue(job_id=job_id, reextract=True)
+            wait_until(
+                lambda: Job.objects.filter(lane="bulk", status="completed").count() >= 20, 60, "bulk start"
+            )
+            under, more = self._live_e2e(live_rate, seconds, "f10b")
+            invalid += more
+            bulk_left = Job.objects.filter(lane="bulk").exclude(status="completed").count()
+            stats = self.fake("stats")
+        finally:
+            for name in governed:
+                self.env.pop(name, None)
+            self.stop_worker()
+        p95_ratio = ratio(under["p95_ms"], alone["p95_ms"])
+        if not bulk_left:
+            invalid.append("the bulk backlog finished before the live phase did: not measured under bulk")
+        log(f"figure 10: alone={alone} under={under} bulk_left={bulk_left} fake={stats}")
+        return {
+            "what": f"live POST -> completed at {live_rate}/s (time scaled x{time_scale}, {rpm} RPM), "
+                    f"alone and while a {bulk}-job bulk reprocess runs",
+            "alone": alone,
+            "under_bulk": under,
+            "bulk_jobs_still_pending_after": bulk_left,
+            "http_429": stats["rate_limited"],
+            "p95_ratio": p95_ratio,
+            "target": "p95 under bulk <= 1.2 x p95 alone",
+            **verdict(bool(p95_ratio is not None and p95_ratio <= 1.2), invalid),
+        }  # fmt: skip
+
+    def _live_e2e(self, rate: float, seconds: float, prefix: str) -> tuple[dict[str, Any], list[str]]:
+        from bench import loadgen
+        from ingestion.models import Job
+
+        posted, result = self.paced("/api/nexus/producer", rate, seconds, prefix)
+        invalid = paced_problems(f"live POSTs at {rate}/s", posted)
+        sessions = list(result.sent_at)
+        try:
+            done_jobs = Job.objects.filter(session_id__in=sessions, status="completed")
+            wait_until(lambda: done_jobs.count() >= len(sessions), 120, "live jobs", 0.2)
+        except RuntimeError as exc:
+            invalid.append(str(exc))
+        done = dict(Job.objects.filter(session_id__in=sessions).values_list("session_id", "processed_at"))
+        e2e = [
+            (f.timestamp() - t) * 1000 for s, t in result.sent_at.items() if (f := done.get(s)) is not None
+        ]
+        return {"samples": len(e2e), "p50_ms": loadgen.percentile(e2e, 50),
+                "p95_ms": loadgen.percentile(e2e, 95)}, invalid  # fmt: skip
+
+    def governor_cpu_per_call(self, calls: int = 2000) -> dict[str, Any]:
+        """The worker CPU the governor adds to one Claude call, measured in this process on the
+        bench's Redis (process time: the client's work, not the Redis server's). Two cases:
+        the common one, an account above our RPM (acquire only: the settle has nothing to
+        correct), and the worst one, a report that makes every settle a second round trip."""
+        return {
+            "cpu_ms_per_call": self._governor_cpu(calls, remaining=10**9)["cpu_ms"],
+            "cpu_ms_per_call_with_settle_round_trip": self._governor_cpu(calls, remaining=0)["cpu_ms"],
+            "calls": calls,
+        }
+
+    def _governor_cpu(self, calls: int, remaining: int) -> dict[str, float]:
+        from ingestion.extraction.base import Limit, RateLimits
+        from ingestion.worker import governor
+
+        nexus = self.settings.NEXUS
+        saved = {k: nexus[k] for k in ("CLAUDE_RPM", "CLAUDE_ITPM", "CLAUDE_OTPM")}
+        nexus.update(CLAUDE_RPM=10**9, CLAUDE_ITPM=10**12, CLAUDE_OTPM=10**12)  # always granted
+        report = RateLimits(
+            limits={"requests": Limit(limit=10**9, remaining=remaining, reset_at=time.time() + 60)}
+        )
+        try:
+            governor.reset_state()
+            estimate = governor.Estimate(input_tokens=1200, output_tokens=512)
+            for _ in range(50):  # warm: script load, connection
+                governor.settle(governor.acquire(lane="live", estimate=estimate),
+                                input_tokens=1000, output_tokens=100, calls=1, report=report)  # fmt: skip
+            cpu0, wall0 = time.process_time(), time.perf_counter()
+            for _ in range(calls):
+                decision = governor.acquire(lane="live", estimate=estimate)
+                governor.settle(decision, input_tokens=1000, output_tokens=100, calls=1, report=report)
+            cpu, wall = time.process_time() - cpu0, time.perf_counter() - wall0
+        finally:
+            nexus.update(saved)
+            governor.reset_state()
+        return {"cpu_ms": round(cpu / calls * 1000, 3), "wall_ms": round(wall / calls * 1000, 3)}
+
     # run -------------------------------------------------------------------------------------
     def run(self) -> dict[str, Any]:
         started = time.monotonic()
@@ -800,7 +1059,7 @@ class Bench:
         # pre-filled before the first start were never delivered in our trials.
         self.start_worker()
         self.stop_worker()
-        only = {int(x) for x in self.args.only.split(",") if x} or set(range(1, 8))
+        only = {int(x) for x in self.args.only.split(",") if x} or set(range(1, 11))
         figures: dict[str, Any] = {}
         if 1 in only:
             figures["1_producer_http"] = self.figure_1()
@@ -817,6 +1076,12 @@ class Bench:
             figures["4_end_to_end_latency"] = self.figure_4()
         if 3 in only:
             figures["3_per_job_overhead_0s"] = self.figure_3()
+        if 8 in only:
+            figures["8_rate_governor"] = self.figure_8()
+        if 9 in only:
+            figures["9_batch_cost"] = self.figure_9()
+        if 10 in only:
+            figures["10_live_under_bulk"] = self.figure_10()
         if 7 in only:
             figures["7_prompt_and_cost"] = self.figure_7(figures["5_coalescing"]["claude_calls_per_session"])
         ordered = {k: figures[k] for k in sorted(figures)}

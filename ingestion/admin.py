@@ -22,8 +22,9 @@ from django.utils.html import format_html
 from prospects.admin import ProspectAdmin
 from prospects.models import Prospect
 
-from .models import LIVE_TRIGGER, Extraction, Job
+from .models import LIVE_TRIGGER, Extraction, ExtractionBatch, Job
 from .services import job_requeue
+from .worker.batches import batch_cancel
 
 
 def humanize_age(age: timedelta) -> str:
@@ -256,3 +257,30 @@ class ExtractionAdmin(admin.ModelAdmin):
 
     def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
+
+
+@admin.register(ExtractionBatch)
+class ExtractionBatchAdmin(admin.ModelAdmin):
+    """Message Batches of bulk re-extractions: status, counts, cost; cancel from the list."""
+
+    list_display = (
+        "provider_id", "status", "model", "requests", "succeeded", "errored", "expired", "canceled",
+        "cost_usd", "created_at", "ended_at", "folded_at",
+    )  # fmt: skip
+    list_filter = ("status",)
+    readonly_fields = (
+        "provider_id", "status", "model", "requests", "succeeded", "errored", "expired", "canceled",
+        "cost_usd", "created_at", "ended_at", "folded_at", "cancel_requested_at",
+    )  # fmt: skip
+    exclude = ("items",)  # job ids and claim tokens: the jobs' own pages tell their story
+    actions = ["cancel"]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False  # `manage.py reprocess --batch` submits batches
+
+    @admin.action(description="Cancel selected batches", permissions=["change"])
+    def cancel(self, request: HttpRequest, queryset: QuerySet[ExtractionBatch]) -> None:
+        canceled = sum(batch_cancel(batch_id=batch.id) for batch in queryset)
+        self.message_user(
+            request, f"Cancel requested for {canceled} batch(es); their jobs are requeued when it ends."
+        )

@@ -25,7 +25,7 @@ from nexus_project.celery import app
 from nexus_project.db import db_now
 
 from .logcontext import request_id_var
-from .models import Job, JobStatus
+from .models import Job, JobStatus, Lane
 
 logger = logging.getLogger(__name__)
 
@@ -46,13 +46,24 @@ def dispatch_outstanding(dispatched_at: datetime | None, now: datetime) -> bool:
     return dispatched_at is not None and dispatched_at >= now - _grace()
 
 
-def publish_on_commit(job_id: uuid.UUID, countdown: float | None = None) -> None:
+def queue_for(lane: str) -> str:
+    """The Celery queue of a lane: live work (a POST's revision) on the default queue, bulk work
+    (reprocess, admin re-queue) on its own, so a backlog of bulk never sits in front of a
+    visitor's message in one queue. Every worker consumes both."""
+    return settings.NEXUS_BULK_QUEUE if lane == Lane.BULK else settings.CELERY_TASK_DEFAULT_QUEUE
+
+
+def publish_on_commit(job_id: uuid.UUID, countdown: float | None = None, lane: str = Lane.LIVE) -> None:
     """Publish the job's task once the current transaction commits (never inside it)."""
     request_id = request_id_var.get()
-    transaction.on_commit(lambda: job_publish(job_id=job_id, countdown=countdown, request_id=request_id))
+    transaction.on_commit(
+        lambda: job_publish(job_id=job_id, countdown=countdown, request_id=request_id, lane=lane)
+    )
 
 
-def job_publish(*, job_id: uuid.UUID, countdown: float | None = None, request_id: str = "") -> bool:
+def job_publish(
+    *, job_id: uuid.UUID, countdown: float | None = None, request_id: str = "", lane: str = Lane.LIVE
+) -> bool:
     """Publish ``process_session`` for a job; never raises for a broker failure.
 
     The row already says a dispatch is outstanding. If the broker refuses, that mark is
@@ -60,7 +71,11 @@ def job_publish(*, job_id: uuid.UUID, countdown: float | None = None, request_id
     """
     try:
         app.send_task(
-            PROCESS_SESSION, args=[str(job_id)], countdown=countdown, headers={"nexus_request_id": request_id}
+            PROCESS_SESSION,
+            args=[str(job_id)],
+            countdown=countdown,
+            headers={"nexus_request_id": request_id},
+            queue=queue_for(lane),
         )
     except PUBLISH_ERRORS as exc:
         logger.warning(
@@ -72,16 +87,18 @@ def job_publish(*, job_id: uuid.UUID, countdown: float | None = None, request_id
     return True
 
 
-def jobs_due_for_dispatch(*, now: datetime, limit: int) -> list[uuid.UUID]:
-    """Pending jobs with no outstanding dispatch whose backoff has passed, and processing
-    jobs whose lease expired (their worker died): what the sweeper publishes again."""
+def _due(now: datetime) -> Q:
     lost = Q(dispatched_at__isnull=True) | Q(dispatched_at__lt=now - _grace())
     ready = Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now)
     pending = Q(status=JobStatus.PENDING) & lost & ready
     orphaned = Q(status=JobStatus.PROCESSING, lease_until__lt=now) & lost
-    return list(
-        Job.objects.filter(pending | orphaned).order_by("revised_at").values_list("id", flat=True)[:limit]
-    )
+    return pending | orphaned
+
+
+def jobs_due_for_dispatch(*, now: datetime, limit: int) -> list[uuid.UUID]:
+    """Pending jobs with no outstanding dispatch whose backoff has passed, and processing
+    jobs whose lease expired (their worker died): what the sweeper publishes again."""
+    return list(Job.objects.filter(_due(now)).order_by("revised_at").values_list("id", flat=True)[:limit])
 
 
 def job_sweep(*, limit: int = 1000) -> int:
@@ -90,12 +107,14 @@ def job_sweep(*, limit: int = 1000) -> int:
     Lost and due are judged on the database's clock: a beat or worker host whose clock is
     off neither holds a lost job back nor publishes an outstanding one early."""
     now = db_now()
-    ids = jobs_due_for_dispatch(now=now, limit=limit)
-    if not ids:
+    # Each on its lane's queue.
+    due = list(Job.objects.filter(_due(now)).order_by("revised_at").values_list("id", "lane")[:limit])
+    if not due:
         return 0
+    ids = [job_id for job_id, _ in due]
     # Mark first so a concurrent POST does not publish the same jobs a second time.
     Job.objects.filter(id__in=ids).update(dispatched_at=now)
-    published = sum(job_publish(job_id=job_id) for job_id in ids)
+    published = sum(job_publish(job_id=job_id, lane=lane) for job_id, lane in due)
     _count_redispatches(published)
     logger.info("sweeper re-dispatched jobs", extra={"count": published, "found": len(ids)})
     return published

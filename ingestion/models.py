@@ -37,6 +37,14 @@ FRESH_RUN: MappingProxyType[str, Any] = MappingProxyType(
 )
 
 
+class Lane(models.TextChoices):
+    """Which Celery queue and which share of the rate governor a job's runs use: a POST's
+    revision is live (a visitor is waiting), a reprocess or admin re-queue is bulk."""
+
+    LIVE = "live"
+    BULK = "bulk"
+
+
 class Job(models.Model):
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     # The site or channel the POST came for; a sessionId is unique within its tenant.
@@ -72,6 +80,7 @@ class Job(models.Model):
     lease_until = models.DateTimeField(null=True, blank=True)
     # "auto" for the pipeline's own runs; "reprocess:<id>" asks for a deliberate re-extraction.
     trigger = models.CharField(max_length=48, default=LIVE_TRIGGER)
+    lane = models.CharField(max_length=8, choices=Lane.choices, default=Lane.LIVE, db_default=Lane.LIVE)
 
     # The latest successful extraction of this session, in schema keys: the Prospect is the
     # fold of these over the visitor's sessions (SPEC §10).
@@ -171,3 +180,42 @@ class Extraction(models.Model):
 
     def __str__(self) -> str:
         return f"{self.job_id} r{self.revision} {self.outcome}"
+
+
+class BatchStatus(models.TextChoices):
+    """The Message Batches API's processing status, and ours once its results are folded."""
+
+    IN_PROGRESS = "in_progress"
+    CANCELING = "canceling"
+    ENDED = "ended"  # the API is done; results not yet folded in
+    FOLDED = "folded"  # every result folded into its job
+
+
+class ExtractionBatch(models.Model):
+    """One Message Batches API batch of bulk re-extractions (``reprocess --batch``): its jobs
+    are claimed (processing, with a lease past the API's 24 h expiry) until beat folds the
+    results in (``worker/batches.py``)."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    provider_id = models.CharField(max_length=128, unique=True)
+    model = models.CharField(max_length=64)
+    status = models.CharField(max_length=16, choices=BatchStatus.choices, default=BatchStatus.IN_PROGRESS)
+    requests = models.PositiveIntegerField(default=0)
+    succeeded = models.PositiveIntegerField(default=0)
+    errored = models.PositiveIntegerField(default=0)
+    expired = models.PositiveIntegerField(default=0)
+    canceled = models.PositiveIntegerField(default=0)
+    cost_usd = models.DecimalField(max_digits=12, decimal_places=6, default=0)
+    # custom_id -> {"job": uuid, "token": claim token, "revision": n}: what each result folds into.
+    items = models.JSONField(default=dict)
+    created_at = models.DateTimeField(auto_now_add=True)
+    ended_at = models.DateTimeField(null=True, blank=True)
+    folded_at = models.DateTimeField(null=True, blank=True)
+    cancel_requested_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        verbose_name_plural = "extraction batches"
+
+    def __str__(self) -> str:
+        return f"{self.provider_id} {self.status} ({self.requests})"

@@ -25,7 +25,7 @@ from nexus_project.db import db_now, model_update
 from tenants import directory
 
 from .dispatch import dispatch_outstanding, publish_on_commit
-from .models import FRESH_RUN, LIVE_TRIGGER, Job, JobStatus
+from .models import FRESH_RUN, LIVE_TRIGGER, Job, JobStatus, Lane
 
 
 class FingerprintConflict(Exception):
@@ -107,6 +107,7 @@ def job_accept(
             "revision": job.revision + 1,
             "revised_at": now,
             "trigger": LIVE_TRIGGER,
+            "lane": Lane.LIVE,
         }
         dispatch = False
         # A worker mid-run keeps the row processing; it sees the newer revision when it
@@ -227,7 +228,13 @@ def job_requeue(*, job_id: uuid.UUID, reextract: bool = False) -> bool:
             return False
         trigger = f"reprocess:{uuid.uuid4().hex[:12]}" if reextract else job.trigger
         model_update(
-            job, **FRESH_RUN, status=JobStatus.PENDING, dispatched_at=now, enqueued_at=now, trigger=trigger
+            job,
+            **FRESH_RUN,
+            status=JobStatus.PENDING,
+            dispatched_at=now,
+            enqueued_at=now,
+            trigger=trigger,
+            lane=Lane.BULK,
         )
-        publish_on_commit(job.id)
+        publish_on_commit(job.id, lane=Lane.BULK)
     return True

@@ -10,7 +10,7 @@ from . import dispatch
 from .logcontext import job_context_var, request_id_var
 from .ops import alerts as ops_alerts
 from .ops import maintenance
-from .worker import pipeline
+from .worker import batches, pipeline
 
 logger = logging.getLogger(__name__)
 
@@ -37,6 +37,15 @@ def sweep() -> int:
 def cleanup() -> int:
     """Delete old transcripts (personal data); prospects and extraction summaries stay."""
     return maintenance.transcripts_purge()
+
+
+@shared_task(name="ingestion.batches_poll", ignore_result=True)
+def batches_poll() -> int:
+    """Fold the results of every Message Batch that has ended."""
+    try:
+        return batches.batches_poll()
+    except batches.BatchesUnavailable:
+        return 0  # no key: no batch can have been submitted by this deployment
 
 
 @shared_task(name="ingestion.alerts", ignore_result=True)

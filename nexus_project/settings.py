@@ -18,6 +18,7 @@ from typing import Any
 
 import environ
 from django.core.exceptions import ImproperlyConfigured
+from kombu import Queue
 
 from .embedded import dev_database_missing_hint, dev_database_url
 from .env import TENANT_SLUG, env_bool, env_float, env_int, env_list, env_str, env_tenants
@@ -189,6 +190,10 @@ if CELERY_BROKER_URL.startswith("redis://"):
     # per publish, ack and event, on the consumer thread every task goes through).
     CELERY_BROKER_TRANSPORT = "nexus_project.broker:Transport"
 CELERY_TASK_DEFAULT_QUEUE = env_str("CELERY_TASK_DEFAULT_QUEUE", "nexus")
+# Lanes: live work (a POST's revision) on the default queue, bulk work (reprocess, admin
+# re-queue) on its own; every worker consumes both (the rate governor shares capacity).
+NEXUS_BULK_QUEUE = env_str("NEXUS_BULK_QUEUE", f"{CELERY_TASK_DEFAULT_QUEUE}-bulk")
+CELERY_TASK_QUEUES = (Queue(CELERY_TASK_DEFAULT_QUEUE), Queue(NEXUS_BULK_QUEUE))
 CELERY_TASK_SERIALIZER = "json"
 CELERY_RESULT_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]  # never pickle: a broker message must not be able to run code
@@ -300,7 +305,26 @@ NEXUS: dict[str, Any] = {
     # Workers refresh a heartbeat this often; health calls them down after the TTL.
     "HEARTBEAT_SECONDS": env_float("NEXUS_HEARTBEAT_SECONDS", 5.0),
     "HEARTBEAT_TTL_SECONDS": env_float("NEXUS_HEARTBEAT_TTL_SECONDS", 20.0),
+    # The rate governor (ingestion/worker/governor.py): the account's per-minute limits on
+    # Claude requests, input and output tokens, for all workers together (0 = no limit; the
+    # API's rate-limit headers still tighten it). Set them to the account's tier.
+    "CLAUDE_RPM": env_int("NEXUS_CLAUDE_RPM", 0),
+    "CLAUDE_ITPM": env_int("NEXUS_CLAUDE_ITPM", 0),
+    "CLAUDE_OTPM": env_int("NEXUS_CLAUDE_OTPM", 0),
+    # A few seconds of the limit may go at once: the API's bucket holds a minute, but it may
+    # enforce the limit over shorter intervals, so ours stays far smaller.
+    "GOVERNOR_BURST_SECONDS": env_float("NEXUS_GOVERNOR_BURST_SECONDS", 5.0),
+    # With its Redis unreachable each worker process keeps limit / this many (compose runs 2).
+    "GOVERNOR_PROCESSES": env_int("NEXUS_GOVERNOR_PROCESSES", 2),
+    # Its own Redis, if not the cache's (empty = the cache's).
+    "GOVERNOR_REDIS_URL": env_str("NEXUS_GOVERNOR_REDIS_URL", ""),
+    # While live work waits, bulk work (reprocess, admin re-queue) gets at most this share.
+    "BULK_SHARE": env_float("NEXUS_BULK_SHARE", 0.3),
 }
+if not 0 < NEXUS["BULK_SHARE"] <= 1:
+    raise ImproperlyConfigured("NEXUS_BULK_SHARE must be above 0 and at most 1")
+if NEXUS["GOVERNOR_BURST_SECONDS"] <= 0:
+    raise ImproperlyConfigured("NEXUS_GOVERNOR_BURST_SECONDS must be above 0")
 
 # --- Tenants ---------------------------------------------------------------------------------
 # The sites and channels served: "slug=domain1,domain2;slug2=domain3" ("whatsapp=" is a tenant

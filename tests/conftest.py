@@ -111,7 +111,7 @@ def celery_worker(transactional_db: None, redis_client: redis.Redis, clean_cache
 
     from nexus_project.celery import app
 
-    redis_client.delete(app.conf.task_default_queue)
+    redis_client.delete(app.conf.task_default_queue, settings.NEXUS_BULK_QUEUE)
     with start_worker(
         app, pool="threads", concurrency=4, perform_ping_check=False, shutdown_timeout=30, loglevel="WARNING"
     ) as worker:

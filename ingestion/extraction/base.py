@@ -75,6 +75,8 @@ class ExtractionError(Exception):
         usage: Usage | None = None,
         cost_usd: float = 0.0,
         model: str = "",
+        calls: int = 0,
+        rate_limits: RateLimits | None = None,
     ) -> None:
         super().__init__(message)
         self.category = category
@@ -84,6 +86,8 @@ class ExtractionError(Exception):
         self.usage = usage or Usage()
         self.cost_usd = cost_usd
         self.model = model
+        self.calls = calls  # HTTP calls made (what the rate governor settles)
+        self.rate_limits = rate_limits  # what the far side said about the account's limits
 
 
 @dataclass(frozen=True)
@@ -92,6 +96,24 @@ class Usage:
     output_tokens: int = 0
     cache_creation_tokens: int = 0
     cache_read_tokens: int = 0
+
+
+@dataclass(frozen=True)
+class Limit:
+    """One dimension of the account's rate limit as a response reported it."""
+
+    limit: int | None  # per minute
+    remaining: int | None
+    reset_at: float | None  # epoch seconds when the bucket is full again
+
+
+@dataclass(frozen=True)
+class RateLimits:
+    """What a response said about the account's limits (``anthropic-ratelimit-*`` headers and
+    ``retry-after``), keyed by dimension: "requests", "input-tokens", "output-tokens"."""
+
+    limits: dict[str, Limit] = field(default_factory=dict)
+    retry_after: float | None = None  # seconds, on a 429
 
 
 @dataclass(frozen=True)
@@ -106,6 +128,8 @@ class ExtractionResult:
     cost_usd: float = 0.0
     latency_ms: int = 0
     stop_reason: str = ""
+    calls: int = 1  # HTTP calls made (0 for an extractor that calls nothing)
+    rate_limits: RateLimits | None = None
 
 
 class Extractor(Protocol):

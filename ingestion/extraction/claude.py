@@ -16,6 +16,13 @@ Contract:
   ``max_tokens``. Content blocks are picked by type, so a leading thinking block is harmless.
 - Cost is estimated per HTTP call from ``settings.ANTHROPIC_PRICES`` and summed, for failed
   runs too (their tokens were billed).
+- Every answer and every failure carries what the API said about the account's rate limits
+  (``anthropic-ratelimit-*`` headers, ``retry-after``) and how many HTTP calls it made, for the
+  rate governor (``worker/governor.py``); ``estimate`` is what a call will cost it beforehand.
+- Message Batches (``batch_create`` / ``batch_retrieve`` / ``batch_results`` /
+  ``batch_cancel``): the same request body per job; each result becomes an ExtractionResult
+  (cost at ``BATCH_PRICE_FACTOR`` of the live rate) or an ExtractionError classified as the
+  live call's would be; an expired or canceled request is reported as such.
 - Log lines carry model, tokens, latency and categories; never transcript text or contact data.
 - Each HTTP call is a span with the OpenTelemetry GenAI conventions (``chat <model>``: model,
   tokens, cache tokens, finish reason, the failure's category); the SDK's own client span, kept
@@ -28,6 +35,7 @@ import json
 import logging
 import math
 import time
+from datetime import datetime
 from typing import Any
 
 import anthropic
@@ -37,7 +45,7 @@ from opentelemetry.trace import Span, SpanKind, StatusCode
 
 from nexus_project.tracing import ATTR_ERROR_CATEGORY
 
-from .base import Category, ExtractionError, ExtractionResult, FailureKind, Usage
+from .base import Category, ExtractionError, ExtractionResult, FailureKind, Limit, RateLimits, Usage
 from .guard import InvalidOutput, check_shape, guard
 from .prompt import PROMPT_VERSION, SYSTEM_PROMPT, user_turn
 from .schema import OUTPUT_SCHEMA
@@ -59,6 +67,22 @@ NO_STRUCTURED_OUTPUT_PREFIXES = (
 # anyway (below the broker's visibility timeout). Waiting the cap beats hammering a rate limit.
 RETRY_AFTER_MAX_SECONDS = 600.0
 THINKING_MODES = ("disabled", "adaptive", "")  # "" sends nothing: the model's own default
+# The Message Batches API bills every token at half the live rate.
+BATCH_PRICE_FACTOR = 0.5
+# The API's limit on requests per batch (and 256 MB; our requests are a few KB each).
+BATCH_MAX_REQUESTS = 100_000
+# A batch result's error type -> category (the live call's status says the same).
+_ERROR_TYPE_CATEGORY = {
+    "invalid_request_error": Category.BAD_REQUEST,
+    "authentication_error": Category.AUTH,
+    "permission_error": Category.AUTH,
+    "not_found_error": Category.NOT_FOUND,
+    "request_too_large": Category.TOO_LARGE,
+    "rate_limit_error": Category.RATE_LIMITED,
+    "api_error": Category.SERVER_ERROR,
+    "overloaded_error": Category.OVERLOADED,
+    "timeout_error": Category.TIMEOUT,
+}
 
 # HTTP status -> category; each category's kind (transient, permanent, account) is base.py's.
 _STATUS_CATEGORY = {
@@ -115,6 +139,7 @@ class ClaudeExtractor:
     """Extracts with Claude; one SDK client (and its connection pool) per instance, thread-safe."""
 
     name = "claude"
+    governed = True  # its calls count against the account's rate limits
 
     def __init__(
         self,
@@ -196,6 +221,8 @@ class ClaudeExtractor:
                 cost_usd=spent.cost_usd,
                 latency_ms=latency_ms,
                 stop_reason=stop_reason,
+                calls=spent.calls,
+                rate_limits=spent.rate_limits,
             )
             logger.info(
                 "claude extraction ok",
@@ -209,6 +236,17 @@ class ClaudeExtractor:
                 },
             )
             return result
+
+    def estimate(self, messages: list[dict[str, str]]) -> tuple[int, int]:
+        """(input, output) tokens one call will count against the rate limits, before it is made:
+        the prompt's characters / 4 (what the body sends; cache reads, which ITPM does not count,
+        are not subtracted, so it errs high), and ``max_tokens`` for output, which is what the
+        API itself reserves for OTPM until the answer is known."""
+        params = self.request_params(messages, self.max_tokens)
+        chars = len(SYSTEM_PROMPT) + len(params["messages"][0]["content"])
+        if "tools" in params:
+            chars += len(json.dumps(params["tools"]))
+        return max(1, chars // 4), self.max_tokens
 
     def request_params(self, messages: list[dict[str, str]], max_tokens: int) -> dict[str, Any]:
         """The Messages API body: cached system block, transcript as data, schema-bound output."""
@@ -238,6 +276,81 @@ class ClaudeExtractor:
             params["tool_choice"] = {"type": "tool", "name": TOOL_NAME}
         return params
 
+    # --- Message Batches ---------------------------------------------------------------------
+    def batch_create(self, requests: list[tuple[str, list[dict[str, str]]]]) -> Any:
+        """Submit (custom_id, transcript) pairs as one batch; returns the SDK's MessageBatch.
+        Raises ExtractionError (classified as a live call's) when the API refuses it."""
+        body = [
+            {"custom_id": custom_id, "params": self.request_params(messages, self.max_tokens)}
+            for custom_id, messages in requests
+        ]
+        return self._batch_call(lambda: self.client.messages.batches.create(requests=body))  # type: ignore[arg-type]
+
+    def batch_retrieve(self, batch_id: str) -> Any:
+        return self._batch_call(lambda: self.client.messages.batches.retrieve(batch_id))
+
+    def batch_cancel(self, batch_id: str) -> Any:
+        return self._batch_call(lambda: self.client.messages.batches.cancel(batch_id))
+
+    def batch_results(self, batch_id: str, transcripts: dict[str, list[dict[str, str]]]) -> Any:
+        """Yield (custom_id, ExtractionResult | ExtractionError | "expired" | "canceled") for an
+        ended batch; ``transcripts`` (by custom_id) is what the guard checks answers against."""
+        for item in self._batch_call(lambda: self.client.messages.batches.results(batch_id)):
+            result = item.result
+            if result.type == "succeeded":
+                yield item.custom_id, self._batch_result(result.message, transcripts.get(item.custom_id, []))
+            elif result.type == "errored":
+                error = result.error.error
+                category = _ERROR_TYPE_CATEGORY.get(error.type, Category.SERVER_ERROR)
+                if category is Category.BAD_REQUEST and any(
+                    h in error.message.lower() for h in _SPEND_LIMIT_HINTS
+                ):
+                    category = Category.SPEND_LIMIT
+                yield (
+                    item.custom_id,
+                    self._fail(f"batch item {error.type}: {error.message}", category, _Spent()),
+                )
+            else:
+                yield item.custom_id, result.type
+
+    def _batch_result(
+        self, message: Any, messages: list[dict[str, str]]
+    ) -> ExtractionResult | ExtractionError:
+        spent = _Spent()
+        spent.calls = 1
+        spent.add(self.model, message.usage, factor=BATCH_PRICE_FACTOR)
+        stop_reason = message.stop_reason or ""
+        if stop_reason == "refusal":
+            return self._fail("the model refused to answer", Category.REFUSAL, spent)
+        if stop_reason in ("max_tokens", "model_context_window_exceeded"):
+            category = Category.MAX_TOKENS if stop_reason == "max_tokens" else Category.TOO_LARGE
+            return self._fail(f"batch answer stopped: {stop_reason}", category, spent)
+        try:
+            raw = check_shape(self._parse(message))
+        except InvalidOutput as error:
+            return self._fail(f"invalid output: {error}", Category.INVALID_OUTPUT, spent)
+        return ExtractionResult(
+            data=guard(raw, messages),
+            extractor=self.name,
+            model=message.model or self.model,
+            prompt_version=PROMPT_VERSION,
+            usage=spent.usage,
+            cost_usd=spent.cost_usd,
+            stop_reason=stop_reason,
+            calls=1,
+        )
+
+    def _batch_call(self, call: Any) -> Any:
+        spent = _Spent()
+        try:
+            return call()
+        except anthropic.APIStatusError as error:
+            raise self._classify_status(error, spent) from error
+        except anthropic.APITimeoutError as error:
+            raise self._fail("request timed out", Category.TIMEOUT, spent) from error
+        except anthropic.APIConnectionError as error:
+            raise self._fail("connection error", Category.CONNECTION, spent) from error
+
     def _call(self, messages: list[dict[str, str]], max_tokens: int, spent: _Spent) -> Any:
         # INTERNAL: the SDK's span under this one is the CLIENT side of the HTTP exchange. No
         # exception event: an API error message may quote the request.
@@ -259,9 +372,14 @@ class ClaudeExtractor:
             return response
 
     def _create(self, messages: list[dict[str, str]], max_tokens: int, spent: _Spent) -> Any:
+        spent.calls += 1
         try:
-            return self.client.messages.create(**self.request_params(messages, max_tokens))
+            # The raw response, for its rate-limit headers; parse() is what create() returns.
+            raw = self.client.messages.with_raw_response.create(**self.request_params(messages, max_tokens))
+            spent.rate_limits = rate_limits(raw.headers)
+            return raw.parse()
         except anthropic.APIStatusError as error:
+            spent.rate_limits = rate_limits(error.response.headers)
             raise self._classify_status(error, spent) from error
         except anthropic.APITimeoutError as error:  # before APIConnectionError: it is a subclass
             raise self._fail("request timed out", Category.TIMEOUT, spent) from error
@@ -332,6 +450,8 @@ class ClaudeExtractor:
             usage=spent.usage,
             cost_usd=spent.cost_usd,
             model=self.model,
+            calls=spent.calls,
+            rate_limits=spent.rate_limits,
         )
 
 
@@ -359,6 +479,44 @@ def _span_response(span: Span, response: Any) -> None:
     span.set_attributes(attributes)
 
 
+RATE_LIMIT_DIMENSIONS = ("requests", "input-tokens", "output-tokens")
+
+
+def rate_limits(headers: Any) -> RateLimits | None:
+    """The account's limits as a response reported them (``anthropic-ratelimit-<dimension>-
+    limit / -remaining / -reset``, and ``retry-after`` on a 429); None when it said nothing.
+    A header that does not parse is ignored, never trusted."""
+    limits = {}
+    for dimension in RATE_LIMIT_DIMENSIONS:
+        prefix = f"anthropic-ratelimit-{dimension}"
+        limit = _int_header(headers.get(f"{prefix}-limit"))
+        remaining = _int_header(headers.get(f"{prefix}-remaining"))
+        reset_at = _time_header(headers.get(f"{prefix}-reset"))
+        if limit is not None or remaining is not None:
+            limits[dimension] = Limit(limit=limit, remaining=remaining, reset_at=reset_at)
+    wait = retry_after(headers) if headers.get("retry-after") or headers.get("retry-after-ms") else None
+    if not limits and wait is None:
+        return None
+    return RateLimits(limits=limits, retry_after=wait)
+
+
+def _int_header(value: str | None) -> int | None:
+    try:
+        return int(value) if value is not None else None
+    except ValueError:
+        return None
+
+
+def _time_header(value: str | None) -> float | None:
+    """An RFC 3339 time (what the API sends) as epoch seconds."""
+    if not value:
+        return None
+    try:
+        return datetime.fromisoformat(value).timestamp()
+    except ValueError:
+        return None
+
+
 def retry_after(headers: Any) -> float | None:
     """Seconds from ``retry-after-ms`` or ``retry-after`` (seconds), if present and sane:
     positive and finite; a longer ask is clamped to ``RETRY_AFTER_MAX_SECONDS``."""
@@ -381,8 +539,10 @@ class _Spent:
     def __init__(self) -> None:
         self.usage = Usage()
         self.cost_usd = 0.0
+        self.calls = 0
+        self.rate_limits: RateLimits | None = None
 
-    def add(self, model: str, usage: Any) -> None:
+    def add(self, model: str, usage: Any, factor: float = 1.0) -> None:
         if usage is None:
             return
         call = Usage(
@@ -397,4 +557,4 @@ class _Spent:
             cache_creation_tokens=self.usage.cache_creation_tokens + call.cache_creation_tokens,
             cache_read_tokens=self.usage.cache_read_tokens + call.cache_read_tokens,
         )
-        self.cost_usd = round(self.cost_usd + cost_usd(model, call), 8)
+        self.cost_usd = round(self.cost_usd + cost_usd(model, call) * factor, 8)

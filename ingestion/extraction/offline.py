@@ -13,9 +13,9 @@ import time
 from typing import Any
 
 from .base import ExtractionResult
-from .guard import EMAIL_RE, guard, phones_in, visitor_texts
+from .guard import EMAIL_RE, guard, looks_like_injection, phones_in
 
-OFFLINE_VERSION = "offline-2026-11-22.1"
+OFFLINE_VERSION = "offline-2026-12-02.1"
 
 _ACCENTS = {"a": "[aá]", "e": "[eé]", "i": "[ií]", "o": "[oó]", "u": "[uúü]", "n": "[nñ]"}
 
@@ -139,6 +139,23 @@ _NAME_STOP = {
     "at", "on", "to", "por", "para",
 }  # fmt: skip
 _MAX_NAME_WORDS = 3
+# The real site's hand-off: the assistant asks for the full name and the visitor answers with
+# the name alone on a line ("María Fernanda Gómez"); on WhatsApp it asks for the cédula.
+_ASKS_NAME = re.compile(r"\bnombre\b|\byour (?:full )?name\b", re.IGNORECASE)
+_ASKS_ID = re.compile(r"c[ée]dula|documento|identificaci[óo]n|\bdni\b|\bid number\b", re.IGNORECASE)
+_ASKS_CONTACT = re.compile(r"tel[ée]fono|whats\s?app|celular|m[óo]vil|\bphone\b", re.IGNORECASE)
+_NOT_A_NAME = (_NAME_STOP - _NAME_PARTICLES) | {
+    "no", "si", "sí", "claro", "prefiero", "después", "despues", "luego", "todavía", "todavia", "aún",
+    "esp", "paquete", "yes", "later", "rather", "please", "por", "favor",
+}  # fmt: skip
+_BARE_NAME = re.compile(r"[^\W\d_]+(?:['\u2019-][^\W\d_]+)*(?:\s+[^\W\d_]+(?:['\u2019-][^\W\d_]+)*){1,3}")
+# An ID number (cédula, C.C., documento, DNI, NIT, passport) is not a phone: the number after
+# such a word is masked before phones are looked for.
+_ID_NUMBER = re.compile(
+    r"(?:\bc[ée]dula|\bc\.\s?c\.|\bcc\b|\bdocumento|\bidentificaci[óo]n|\bdni\b|\bnit\b|\bpasaporte|"
+    r"\bpassport|\bid number)[^\d\n]{0,30}\d[\d.\s-]*\d",
+    re.IGNORECASE,
+)
 _OCCUPATION_WORD = _any_of(*OCCUPATIONS)
 
 
@@ -162,10 +179,11 @@ class OfflineExtractor:
 
 def extract_raw(messages: list[dict[str, Any]]) -> dict[str, Any]:
     """The unguarded answer, in the model's shape (``schema.MODEL_FIELDS``)."""
-    texts = visitor_texts(messages)
-    nombre = _last(_names(text) for text in texts)
+    turns = _visitor_turns(messages)
+    texts = [text for _, text in turns]
+    nombre = _last(_names(text) or _name_alone(asked, text) for asked, text in turns)
     emails = [m.group(0) for text in texts for m in EMAIL_RE.finditer(text)]
-    phones = phones_in(texts)
+    phones = phones_in(_without_id_numbers(asked, text) for asked, text in turns)
     joined = "\n".join(texts)
     nivel = INTEREST_BASE
     nivel += INTEREST_NAME if nombre else 0
@@ -182,6 +200,39 @@ def extract_raw(messages: list[dict[str, Any]]) -> dict[str, Any]:
         "nivel_interes": nivel,  # a float here; the guard rounds half up and clamps
         "objeciones": [name for name, pattern in OBJECTION_PATTERNS if pattern.search(joined)],
     }
+
+
+def _visitor_turns(messages: list[dict[str, Any]]) -> list[tuple[str, str]]:
+    """(the assistant's turn before it, the visitor's message) for each visitor message, minus
+    those that try to instruct the extractor (as ``guard.visitor_texts``)."""
+    turns, asked = [], ""
+    for message in messages:
+        content = message.get("content")
+        if not isinstance(content, str):
+            continue
+        if message.get("role") == "assistant":
+            asked = content
+        elif message.get("role") == "user" and not looks_like_injection(content):
+            turns.append((asked, content))
+    return turns
+
+
+def _name_alone(asked: str, text: str) -> list[str]:
+    """A name given alone (2-4 words, nothing else) in answer to the assistant asking for it."""
+    line = text.strip().rstrip(".!")
+    if not _ASKS_NAME.search(asked) or not _BARE_NAME.fullmatch(line):
+        return []
+    words = line.split()
+    if any(w.lower() in _NOT_A_NAME or _OCCUPATION_WORD.fullmatch(w) for w in words):
+        return []
+    return [" ".join(w.lower() if w.lower() in _NAME_PARTICLES else w[0].upper() + w[1:] for w in words)]
+
+
+def _without_id_numbers(asked: str, text: str) -> str:
+    """The text with ID numbers masked; all its digits when it answers a question for the ID."""
+    if _ASKS_ID.search(asked) and not _ASKS_CONTACT.search(asked):
+        return re.sub(r"\d", " ", text)
+    return _ID_NUMBER.sub(" ", text)
 
 
 def _last(found_per_text: Any) -> str | None:

@@ -15,7 +15,7 @@ from kombu.utils.url import maybe_sanitize_url
 from nexus_project.celery import app
 
 from .. import selectors
-from ..worker import breaker, heartbeat
+from ..worker import breaker, governor, heartbeat
 
 
 def database_ok() -> bool:
@@ -69,7 +69,19 @@ def report() -> dict[str, Any]:
         "oldest_pending_age_s": queue["oldest_pending_age_s"],
     }
     body["alerts"] = alerts
+    body["governor"] = _governor_summary()
     body["worker_heartbeat_age_s"] = workers["age_s"] if workers else None
     degraded = not broker_up or not workers or bool(alerts) or paused is not None
     body["status"] = "degraded" if degraded else "healthy"
     return body
+
+
+def _governor_summary() -> dict[str, Any]:
+    """The rate governor's state: capacity left, deferrals, tightening by the API's headers."""
+    state = governor.status()
+    keys = ("redis", "effective_limits", "capacity_left", "tightened", "paused_for_s", "live_waiting")
+    summary = {key: state[key] for key in keys if key in state}
+    summary.update(
+        deferrals=state.get("deferrals"), tightenings=state.get("tightenings"), fail_open=state["fail_open"]
+    )
+    return summary

@@ -29,7 +29,7 @@ from prometheus_client.registry import Collector
 from .. import dispatch, selectors
 from ..extraction.base import TRANSIENT_CATEGORIES
 from ..models import LIVE_TRIGGER, Extraction, ExtractionOutcome, JobStatus
-from ..worker import breaker, heartbeat
+from ..worker import breaker, governor, heartbeat
 
 logger = logging.getLogger(__name__)
 
@@ -214,6 +214,59 @@ class LedgerCollector(Collector):
             "1 while the circuit breaker pauses extraction.",
             value=1 if breaker.state() else 0,
         )
+        yield from _governor_families(governor.status())
+
+
+def _governor_families(state: dict[str, Any]) -> Iterator[Any]:
+    """The rate governor's state, read from its Redis at scrape time (every process agrees)."""
+    up = state.get("redis") == "up"
+    yield GaugeMetricFamily(
+        "nexus_governor_redis_up",
+        "1 while the rate governor's shared state is reachable.",
+        value=1 if up else 0,
+    )
+    yield CounterMetricFamily(
+        "nexus_governor_fail_open",
+        "Rate decisions made on a process's share because the governor's Redis was unreachable.",
+        value=state["fail_open"],
+    )
+    if not up:
+        return
+    limits = GaugeMetricFamily(
+        "nexus_governor_limit",
+        "Per-minute limit in force by dimension (the configured one, or the API's lower report).",
+        labels=["dimension"],
+    )
+    left = GaugeMetricFamily(
+        "nexus_governor_capacity_left",
+        "Capacity the governor can grant now, by dimension.",
+        labels=["dimension"],
+    )
+    for dimension, limit in state["effective_limits"].items():
+        limits.add_metric([dimension], limit)
+        capacity = state["capacity_left"][dimension]
+        if capacity is not None:
+            left.add_metric([dimension], capacity)
+    yield limits
+    yield left
+    yield GaugeMetricFamily(
+        "nexus_governor_tightened",
+        "1 while the API's rate-limit headers or a 429's retry-after tighten the governor.",
+        value=1 if state["tightened"] else 0,
+    )
+    yield CounterMetricFamily(
+        "nexus_governor_tightenings",
+        "Times the API's rate-limit report tightened the governor.",
+        value=state["tightenings"],
+    )
+    for name, key, documentation in (
+        ("nexus_governor_deferrals", "deferrals", "Jobs deferred for want of rate capacity, by lane."),
+        ("nexus_governor_grants", "granted", "Calls the governor let through, by lane."),
+    ):
+        family = CounterMetricFamily(name, documentation, labels=["lane"])
+        for lane, count in state[key].items():
+            family.add_metric([lane], count)
+        yield family
 
 
 class _InProcessRequests(Collector):

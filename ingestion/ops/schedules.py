@@ -20,6 +20,8 @@ def wanted() -> dict[str, tuple[str, float]]:
         f"{PREFIX}sweep": ("ingestion.sweep", settings.NEXUS["SWEEP_INTERVAL_SECONDS"]),
         f"{PREFIX}alerts": ("ingestion.alerts", 60.0),
         f"{PREFIX}cleanup": ("ingestion.cleanup", 24 * 3600.0),
+        # Message Batches end within 24 h, most within an hour: a minute's delay is nothing.
+        f"{PREFIX}batches": ("ingestion.batches_poll", 60.0),
     }
 
 

@@ -12,6 +12,9 @@
 - Traced (a no-op with tracing off): a ``nexus.job`` span under the Celery task's, with
   ``nexus.job.claim``, ``nexus.job.extract`` and ``nexus.job.record`` inside; ids, revision,
   outcome and error category only (nexus_project/tracing.py names them).
+- A call that counts against the account's rate limits asks the rate governor first
+  (``governor.py``); without capacity the job is given back, pending with a countdown to when
+  capacity frees: a deferral, not a failed attempt.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ from typing import Any
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 from django.db import close_old_connections, connection, transaction
+from django.db.models import F
 from django.db.models.functions import Now
 from django.utils import timezone
 from opentelemetry import trace
@@ -50,7 +54,7 @@ from ..extraction import get_extractor
 from ..extraction.base import ExtractionError, ExtractionResult, FailureKind, Usage
 from ..logcontext import bind_job
 from ..models import FRESH_RUN, LIVE_TRIGGER, Extraction, ExtractionOutcome, Job, JobStatus
-from . import breaker, budget
+from . import breaker, budget, governor
 
 logger = logging.getLogger(__name__)
 tracer = trace.get_tracer(__name__)
@@ -69,6 +73,7 @@ class Claim:
     trigger: str
     messages: list[dict[str, str]]
     tenant_id: int
+    lane: str = governor.LIVE
 
 
 def job_process(*, job_id: uuid.UUID | str) -> str:
@@ -115,6 +120,13 @@ def _job_process(job_id: uuid.UUID, span: Span) -> str:
         ATTR_JOB_TRIGGER: claim.trigger,
         ATTR_TENANT: tenant.slug if tenant else str(claim.tenant_id),
     })  # fmt: skip
+    decision = None
+    if getattr(extractor, "governed", False):
+        input_tokens, output_tokens = extractor.estimate(claim.messages)  # type: ignore[attr-defined]
+        decision = governor.acquire(lane=claim.lane, estimate=governor.Estimate(input_tokens, output_tokens))
+        if not decision.granted:
+            breaker.release_probe()
+            return job_defer_for_capacity(claim=claim, seconds=decision.wait_seconds)
     # Return the connection to the pool for the length of the call: a thread waiting on
     # Claude must not hold a database connection another thread could use.
     close_old_connections()
@@ -131,11 +143,15 @@ def _job_process(job_id: uuid.UUID, span: Span) -> str:
                 _span_failed(span, err)
                 raise
     except ExtractionError as err:
+        if decision is not None:
+            _settle(decision, err.usage, err.calls, err.rate_limits)
         if err.kind is not FailureKind.ACCOUNT:
             # Not the key's fault: if this run was the breaker's probe, let the next job probe
             # now instead of holding the slot until the lease runs out.
             breaker.release_probe()
         return job_record_failure(claim=claim, error=err)
+    if decision is not None:
+        _settle(decision, result.usage, result.calls, result.rate_limits)
     breaker.record_success()
     return job_record_success(claim=claim, result=result)
 
@@ -147,6 +163,41 @@ def _span_claim(claim: Claim) -> dict[str, Any]:
 def _span_failed(span: Span, error: ExtractionError) -> None:
     span.set_attributes({ATTR_ERROR_CATEGORY: str(error.category), "error.type": str(error.category)})
     span.set_status(StatusCode.ERROR, str(error.category))
+
+
+def _settle(decision: governor.Decision, usage: Usage, calls: int, report: Any) -> None:
+    # ITPM counts uncached input and cache writes; cache reads are not counted.
+    governor.settle(
+        decision,
+        input_tokens=usage.input_tokens + usage.cache_creation_tokens,
+        output_tokens=usage.output_tokens,
+        calls=calls,
+        report=report,
+    )
+
+
+def job_defer_for_capacity(*, claim: Claim, seconds: float) -> str:
+    """Give the claim back: the job waits, pending, for the governor's capacity, with a task
+    due then. Neither an attempt nor a claim is counted: nothing failed."""
+    now = db_now()
+    due = now + timedelta(seconds=seconds)
+    with transaction.atomic():
+        updated = Job.objects.filter(id=claim.job_id, claim_token=claim.token).update(
+            status=JobStatus.PENDING,
+            claim_token=None,
+            lease_until=None,
+            claims=F("claims") - 1,
+            next_attempt_at=due,
+            dispatched_at=due,
+            updated_at=now,
+        )
+        if updated:
+            publish_on_commit(claim.job_id, countdown=seconds, lane=claim.lane)
+    logger.info(
+        "extraction deferred by the rate governor",
+        extra={"job_id": str(claim.job_id), "lane": claim.lane, "retry_in_s": round(seconds, 2)},
+    )
+    return "deferred"
 
 
 def job_claim(*, job_id: uuid.UUID) -> Claim | None:
@@ -191,7 +242,7 @@ def _job_claim(job_id: uuid.UUID) -> Claim | None:
     if row is None:
         logger.info("job not claimable (done, running elsewhere, or gone)", extra={"job_id": str(job_id)})
         return None
-    revision, claims, trigger, messages, session_id, tenant_id = row
+    revision, claims, trigger, messages, session_id, tenant_id, lane = row
     messages = Job._meta.get_field("messages").from_db_value(messages, None, connection)  # type: ignore[attr-defined,arg-type]
     bind_job(session_id=session_id)
     if claims > settings.NEXUS["MAX_CLAIMS"]:
@@ -201,7 +252,7 @@ def _job_claim(job_id: uuid.UUID) -> Claim | None:
         "job claimed",
         extra={"job_id": str(job_id), "session_id": session_id, "revision": revision},
     )
-    return Claim(job_id, token, revision, trigger, messages, tenant_id)
+    return Claim(job_id, token, revision, trigger, messages, tenant_id, lane)
 
 
 def _db_value(field_name: str) -> Any:
@@ -229,13 +280,13 @@ def _claim_sql() -> str:
         WHERE id = %(job_id)s AND purged_at IS NULL AND (
             (status = %(pending)s AND (next_attempt_at IS NULL OR next_attempt_at <= {due_by}))
             OR (status = %(processing)s AND lease_until < {now}))
-        RETURNING revision, claims, trigger, messages, session_id, tenant_id
+        RETURNING revision, claims, trigger, messages, session_id, tenant_id, lane
     """  # noqa: S608 - the model's table name and fixed clock expressions
 
 
 _FENCED_FIELDS = (
     "tenant", "session_id", "fingerprint", "revision", "attempts", "claims", "status", "prospect",
-    "created_at", "revised_at", "updated_at",
+    "created_at", "revised_at", "updated_at", "lane",
 )  # fmt: skip
 # What every outcome of a run writes: the claim is given back.
 _RELEASED = {"claim_token": None, "lease_until": None}
@@ -304,8 +355,8 @@ def _record_success(claim: Claim, result: ExtractionResult) -> str:
             prospect_id=prospect_id, sessions=selectors.prospect_sessions(prospect_id=prospect_id)
         )
         _record_extraction(claim, job, now=now, result=result, merged=merged)
-        if newer:
-            publish_on_commit(job.id)
+        if newer:  # a POST made the newer revision: live
+            publish_on_commit(job.id, lane=job.lane)
     logger.info(
         "job requeued for a newer revision" if newer else "job completed",
         extra={"job_id": str(job.id), "revision": claim.revision, "latest_revision": job.revision},
@@ -417,18 +468,20 @@ def _record_failure(claim: Claim, error: ExtractionError) -> str:
         attempts = job.attempts + 1
         if error.kind is FailureKind.ACCOUNT:
             pause = breaker.trip(category=error.category)
-            changes.update(_to_pending(job.id, now, countdown=pause, newer=newer))
+            changes.update(_to_pending(job.id, job.lane, now, countdown=pause, newer=newer))
         elif error.kind is FailureKind.TRANSIENT and attempts < settings.NEXUS["MAX_ATTEMPTS"]:
             countdown = backoff_seconds(attempts, error.retry_after)
             changes["attempts"] = attempts
-            changes.update(_to_pending(job.id, now, countdown=0 if newer else countdown, newer=newer))
+            changes.update(
+                _to_pending(job.id, job.lane, now, countdown=0 if newer else countdown, newer=newer)
+            )
             log["retry_in_s"] = round(countdown, 2)
         else:
             if error.kind is FailureKind.TRANSIENT:
                 changes["attempts"] = attempts
                 changes["last_error"] = f"attempts exhausted ({attempts}): {changes['last_error']}"
             if newer:  # the failure belongs to an old revision; the new one gets its chance
-                changes.update(_to_pending(job.id, now, countdown=0, newer=True))
+                changes.update(_to_pending(job.id, job.lane, now, countdown=0, newer=True))
             else:
                 changes.update(status=JobStatus.FAILED, processed_at=now)
         model_update(job, **changes)
@@ -437,11 +490,11 @@ def _record_failure(claim: Claim, error: ExtractionError) -> str:
     return outcome
 
 
-def _to_pending(job_id: uuid.UUID, now: Any, *, countdown: float, newer: bool) -> dict[str, Any]:
+def _to_pending(job_id: uuid.UUID, lane: str, now: Any, *, countdown: float, newer: bool) -> dict[str, Any]:
     """The changes that put a job back to pending with a task due after ``countdown``, and that
     task, published on commit. A newer revision starts its own count of attempts and claims."""
     due = now + timedelta(seconds=countdown)
-    publish_on_commit(job_id, countdown=countdown if countdown > 0 else None)
+    publish_on_commit(job_id, countdown=countdown if countdown > 0 else None, lane=lane)
     changes: dict[str, Any] = {
         "status": JobStatus.PENDING,
         "next_attempt_at": due if countdown > 0 else None,

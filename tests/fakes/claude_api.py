@@ -12,6 +12,19 @@ only when the marked prefix reaches the model's cache minimum (Haiku 5.5: 512 to
     python -m tests.fakes.claude_api --port 8765 --latency 0.2
     ANTHROPIC_BASE_URL=http://127.0.0.1:8765 ANTHROPIC_API_KEY=anything make run
 
+Rate limits (off by default): ``set_rate_limits(rpm=, itpm=, otpm=)`` (or POST /_fake/rate_limits)
+makes the fake enforce an account's per-minute limits as the real API does: a token bucket per
+dimension, as large as the limit and refilled continuously, checked when a request arrives;
+over it, a real 429 with ``retry-after``. Every answer then carries the
+``anthropic-ratelimit-{requests,input-tokens,output-tokens}-{limit,remaining,reset}`` headers.
+Input tokens count as the API counts them for ITPM: uncached input plus cache writes.
+
+Message Batches: ``POST /v1/messages/batches`` (create), ``GET …/{id}`` (retrieve),
+``GET …/{id}/results`` (JSONL), ``POST …/{id}/cancel``. A batch ends ``batch_seconds`` after
+it was created (knob: ``set_batches(seconds=, expire=)``; ``expire`` makes every request of
+the batches that end expire instead of answering); each request is answered as a
+``/v1/messages`` call with the same body would be (scripted steps apply), without latency.
+
 Control API (JSON): POST /_fake/script [steps], POST /_fake/latency {"latency"} or {"min", "max"},
 POST /_fake/failure_rate {"rate", "statuses", "hang_rate", "hang_seconds", "seed"},
 POST /_fake/keys {"accept": [keys]} or {"any": true}, GET /_fake/stats, POST /_fake/reset.
@@ -27,11 +40,13 @@ import argparse
 import hashlib
 import html
 import json
+import math
 import random
 import re
 import threading
 import time
 from collections import Counter, deque
+from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -131,6 +146,29 @@ def prompt_tokens(body: dict[str, Any]) -> int:
     return tokens(sum(len(text) for text, _ in _blocks(body)))
 
 
+class _Bucket:
+    """One per-minute limit: holds up to ``limit``, refilled at limit/60 per second."""
+
+    def __init__(self, limit: int, now: float, window: float = 60.0) -> None:
+        self.limit, self.rate = limit, limit / 60.0
+        self.capacity = self.rate * window
+        self.tokens, self.at = self.capacity, now
+
+    def level(self, now: float) -> float:
+        self.tokens = min(self.capacity, self.tokens + (now - self.at) * self.rate)
+        self.at = now
+        return self.tokens
+
+    def wait_for(self, cost: float, now: float) -> float:
+        """Seconds until ``cost`` fits (0 when it does now). A cost above the limit waits for
+        a full bucket: the real API refuses such a request outright, NEXUS never sends one."""
+        return max(0.0, (min(cost, self.capacity) - self.level(now)) / self.rate)
+
+    def take(self, cost: float, now: float) -> None:
+        self.level(now)
+        self.tokens -= cost
+
+
 class ApiError(Exception):
     def __init__(self, status: int, error_type: str, message: str, headers: dict[str, str] | None = None):
         super().__init__(message)
@@ -148,6 +186,7 @@ class FakeClaude:
     _injected: Counter[str]
     _open_conversations: Counter[str]
     _cached_prefixes: set[str]
+    _limits: dict[str, _Bucket]
 
     def __init__(self, port: int = 0, latency: float = 0.0, *, seed: int = 0) -> None:
         self._port = port
@@ -224,6 +263,24 @@ class FakeClaude:
             if seed is not None:
                 self._rng = random.Random(seed)
 
+    def set_rate_limits(self, rpm: int = 0, itpm: int = 0, otpm: int = 0, window: float = 60.0) -> None:
+        """Enforce per-minute limits (0 = none) with real 429s; the buckets start full.
+
+        ``window``: seconds of refill a bucket holds (the API: a minute). A benchmark that
+        scales time by k (limits k times higher) passes 60/k to keep the same account shape."""
+        with self._lock:
+            now = time.monotonic()
+            self._limits = {
+                name: _Bucket(limit, now, window)
+                for name, limit in (("requests", rpm), ("input-tokens", itpm), ("output-tokens", otpm))
+                if limit
+            }
+
+    def set_batches(self, seconds: float = 0.0, expire: bool = False) -> None:
+        """How long a batch takes to end, and whether its requests expire instead."""
+        with self._lock:
+            self._batch_knobs = {"seconds": seconds, "expire": expire}
+
     def reject_keys(self) -> None:
         """Every key gets 401 until ``accept_key``."""
         with self._lock:
@@ -281,6 +338,9 @@ class FakeClaude:
                 "input_tokens_total": self._input_tokens,
                 "output_tokens_total": self._output_tokens,
                 "scripted_left": len(self._script),
+                # 429s answered because a rate limit (set_rate_limits) was exceeded.
+                "rate_limited": self._rate_limited,
+                "rate_limits": {name: bucket.limit for name, bucket in self._limits.items()},
             }
 
     # --- internals ----------------------------------------------------------------------------
@@ -298,6 +358,10 @@ class FakeClaude:
         self._overlaps = 0
         self._input_tokens = self._output_tokens = 0
         self._cached_prefixes = set()
+        self._limits = {}
+        self._rate_limited = 0
+        self._batches: dict[str, dict[str, Any]] = {}
+        self._batch_knobs = {"seconds": 0.0, "expire": False}
 
     def _begin(
         self, path: str, headers: dict[str, str], body: Any, conversation: str | None
@@ -360,6 +424,9 @@ class FakeClaude:
     ) -> tuple[int, dict[str, Any], dict[str, str]]:
         """One /v1/messages call: (status, JSON body, extra headers)."""
         conversation = conversation_key(body)
+        limited = self._admit(body)
+        if limited is not None:
+            return limited
         step, latency = self._begin("/v1/messages", headers, body, conversation)
         status, usage = 500, None
         try:
@@ -370,12 +437,198 @@ class FakeClaude:
                 raise ApiError(401, "authentication_error", "invalid x-api-key")
             status, payload, extra = self._answer(step, body)
             usage = payload.get("usage")
-            return status, payload, extra
+            return status, payload, {**extra, **self._charge_output(usage)}
         except ApiError as error:
             status = error.status
             return status, _error_body(error.error_type, error.message), error.headers
         finally:
             self._end(status, usage, conversation, step[0])
+
+    # --- Message Batches ---------------------------------------------------------------------
+    def batch_create(self, headers: dict[str, str], body: Any) -> _Reply:
+        if not api_key(headers) or not self._key_accepted(api_key(headers)):
+            return 401, _error_body("authentication_error", "invalid x-api-key"), {}
+        requests = body.get("requests") if isinstance(body, dict) else None
+        if not isinstance(requests, list) or not requests:
+            return 400, _error_body("invalid_request_error", "requests: at least one request is required"), {}
+        ids = [r.get("custom_id") for r in requests]
+        if len(set(ids)) != len(ids) or not all(
+            isinstance(i, str) and re.fullmatch(r"[\w-]{1,64}", i) for i in ids
+        ):
+            return 400, _error_body("invalid_request_error", "custom_id: 1-64 of [a-zA-Z0-9_-], unique"), {}
+        with self._lock:
+            batch_id = f"msgbatch_fake_{len(self._batches) + 1:06d}"
+            self._batches[batch_id] = {
+                "id": batch_id,
+                "created": time.time(),
+                "ends": time.time() + self._batch_knobs["seconds"],
+                "expire": self._batch_knobs["expire"],
+                "requests": requests,
+                "results": None,
+                "canceled": False,
+            }
+        return 200, self._batch_view(batch_id, headers), {}
+
+    def batch_get(self, batch_id: str, headers: dict[str, str], *, results: bool = False) -> tuple[int, Any]:
+        with self._lock:
+            known = batch_id in self._batches
+        if not known:
+            return 404, _error_body("not_found_error", f"batch {batch_id} not found")
+        view = self._batch_view(batch_id, headers)
+        if not results:
+            return 200, view
+        if view["processing_status"] != "ended":
+            return 400, _error_body("invalid_request_error", "batch has not ended")
+        with self._lock:
+            return 200, self._batches[batch_id]["results"]
+
+    def batch_cancel(self, batch_id: str, headers: dict[str, str]) -> _Reply:
+        with self._lock:
+            batch = self._batches.get(batch_id)
+            if batch is None:
+                return 404, _error_body("not_found_error", f"batch {batch_id} not found"), {}
+            if batch["results"] is None:
+                batch["canceled"] = True
+                batch["ends"] = time.time()
+        return 200, self._batch_view(batch_id, headers), {}
+
+    def _batch_view(self, batch_id: str, headers: dict[str, str]) -> dict[str, Any]:
+        self._maybe_end(batch_id)
+        with self._lock:
+            batch = self._batches[batch_id]
+            done = batch["results"]
+            counts = Counter(line["result"]["type"] for line in done or [])
+        stamp = lambda t: datetime.fromtimestamp(t, UTC).isoformat().replace("+00:00", "Z")  # noqa: E731
+        host = headers.get("host", "127.0.0.1")
+        return {
+            "id": batch_id,
+            "type": "message_batch",
+            "processing_status": "ended"
+            if done is not None
+            else ("canceling" if batch["canceled"] else "in_progress"),
+            "request_counts": {
+                "processing": 0 if done is not None else len(batch["requests"]),
+                **{k: counts.get(k, 0) for k in ("succeeded", "errored", "canceled", "expired")},
+            },
+            "created_at": stamp(batch["created"]),
+            "expires_at": stamp(batch["created"] + 86400),
+            "ended_at": stamp(batch["ends"]) if done is not None else None,
+            "cancel_initiated_at": stamp(batch["ends"]) if batch["canceled"] else None,
+            "archived_at": None,
+            "results_url": f"http://{host}/v1/messages/batches/{batch_id}/results"
+            if done is not None
+            else None,
+        }
+
+    def _maybe_end(self, batch_id: str) -> None:
+        with self._lock:
+            batch = self._batches[batch_id]
+            if batch["results"] is not None or time.time() < batch["ends"]:
+                return
+            requests, expire, canceled = batch["requests"], batch["expire"], batch["canceled"]
+        lines = []
+        for request in requests:
+            if canceled or expire:
+                lines.append(
+                    {
+                        "custom_id": request["custom_id"],
+                        "result": {"type": "canceled" if canceled else "expired"},
+                    }
+                )
+                continue
+            status, payload, _ = self._batch_answer(request.get("params") or {})
+            if status == 200:
+                result = {"type": "succeeded", "message": payload}
+            else:
+                result = {"type": "errored", "error": payload}
+            lines.append({"custom_id": request["custom_id"], "result": result})
+        with self._lock:
+            batch["results"] = lines
+
+    def _batch_answer(self, body: dict[str, Any]) -> _Reply:
+        headers = {"x-api-key": "batch", "anthropic-version": "2023-06-01"}
+        with self._lock:
+            self._calls += 1
+            step = self._next_step()
+        status: int = 500
+        usage = None
+        try:
+            _validate_request(headers, body)
+            status, payload, extra = self._answer(step, body)
+            usage = payload.get("usage")
+            return status, payload, extra
+        except ApiError as error:
+            status = error.status
+            return status, _error_body(error.error_type, error.message), error.headers
+        finally:
+            with self._lock:
+                self._by_status[f"batch_{status}"] += 1
+                if usage:
+                    self._input_tokens += usage["input_tokens"]
+                    self._output_tokens += usage["output_tokens"]
+
+    def _admit(self, body: Any) -> _Reply | None:
+        """Check the rate limits when a request arrives: None to go ahead (charged), or the 429.
+
+        Requests and input tokens are charged at arrival; output tokens only need the bucket
+        not to be empty, and are charged with what the answer produced (``_charge_output``)."""
+        if not self._limits:
+            return None
+        try:
+            input_cost = self._itpm_cost(body)
+        except (KeyError, TypeError, AttributeError):
+            input_cost = 0  # a malformed body: validation answers it
+        with self._lock:
+            now = time.monotonic()
+            costs = {"requests": 1.0, "input-tokens": float(input_cost), "output-tokens": 1.0}
+            waits = [b.wait_for(costs[name], now) for name, b in self._limits.items()]
+            if max(waits) > 0:
+                self._calls += 1
+                self._rate_limited += 1
+                self._by_status["429"] += 1
+                headers = {**self._limit_headers(now), "retry-after": str(max(1, math.ceil(max(waits))))}
+                message = "This request would exceed your organization's rate limit. (fake)"
+                return 429, _error_body("rate_limit_error", message), headers
+            for name, bucket in self._limits.items():
+                if name != "output-tokens":
+                    bucket.take(costs[name], now)
+        return None
+
+    def _charge_output(self, usage: dict[str, int] | None) -> dict[str, str]:
+        if not self._limits:
+            return {}
+        with self._lock:
+            now = time.monotonic()
+            bucket = self._limits.get("output-tokens")
+            if bucket is not None and usage:
+                bucket.take(float(usage["output_tokens"]), now)
+            return self._limit_headers(now)
+
+    def _limit_headers(self, now: float) -> dict[str, str]:
+        headers: dict[str, str] = {}
+        for name, bucket in self._limits.items():
+            remaining = bucket.level(now)
+            reset = time.time() + (bucket.capacity - remaining) / bucket.rate
+            prefix = f"anthropic-ratelimit-{name}"
+            headers[f"{prefix}-limit"] = str(bucket.limit)
+            headers[f"{prefix}-remaining"] = str(max(0, math.floor(remaining)))
+            headers[f"{prefix}-reset"] = (
+                datetime.fromtimestamp(math.ceil(reset), UTC).isoformat().replace("+00:00", "Z")
+            )
+        return headers
+
+    def _itpm_cost(self, body: dict[str, Any]) -> int:
+        """Input tokens as ITPM counts them: the prompt minus what a cache read would serve."""
+        blocks = _blocks(body)
+        total = tokens(sum(len(text) for text, _ in blocks))
+        marked = [i for i, (_, is_marked) in enumerate(blocks) if is_marked]
+        if not marked:
+            return total
+        prefix = "".join(t for t, _ in blocks[: marked[-1] + 1])
+        key = hashlib.sha256(f"{body.get('model')}\0{prefix}".encode()).hexdigest()
+        with self._lock:
+            cached = key in self._cached_prefixes
+        return max(0, total - tokens(len(prefix))) if cached else total
 
     def _answer(
         self, step: tuple[str, Any], body: dict[str, Any]
@@ -642,6 +895,9 @@ def _normalise_step(step: Any) -> tuple[str, Any]:
     return kind, arg
 
 
+_BATCH_PATH = re.compile(r"/v1/messages/batches/([\w-]+)(/results|/cancel)?")
+
+
 class _Server(ThreadingHTTPServer):
     # socketserver's listen backlog is 5: a worker opening its 16+ SDK connections at once
     # overflowed it and met "connection refused", a failure the real API never causes.
@@ -660,8 +916,17 @@ class _Handler(BaseHTTPRequestHandler):
         pass  # quiet: tests and benchmarks print their own summaries
 
     def do_GET(self) -> None:
+        headers = {k.lower(): v for k, v in self.headers.items()}
+        match = _BATCH_PATH.fullmatch(self.path.split("?")[0])
         if self.path == "/_fake/stats":
             self._send(200, self.fake.stats())
+        elif match and match.group(2) in (None, "/results"):
+            results = match.group(2) == "/results"
+            status, payload = self.fake.batch_get(match.group(1), headers, results=results)
+            if results and status == 200:
+                self._send_jsonl(payload)
+            else:
+                self._send(status, payload)
         else:
             self._send(404, _error_body("not_found_error", f"{self.path} not found"))
 
@@ -674,9 +939,17 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(400, _error_body("invalid_request_error", "request body is not valid JSON"))
             return
         headers = {k.lower(): v for k, v in self.headers.items()}
-        if self.path.split("?")[0] == "/v1/messages":
+        path = self.path.split("?")[0]
+        if path == "/v1/messages":
             status, payload, extra = self.fake.handle_messages(headers, body)
             self._send(status, payload, extra)
+            return
+        if path == "/v1/messages/batches":
+            self._send(*self.fake.batch_create(headers, body))
+            return
+        match = _BATCH_PATH.fullmatch(path)
+        if match and match.group(2) == "/cancel":
+            self._send(*self.fake.batch_cancel(match.group(1), headers))
             return
         try:
             self._control(body)
@@ -691,6 +964,10 @@ class _Handler(BaseHTTPRequestHandler):
             fake.set_latency(body.get("latency"), low=body.get("min"), high=body.get("max"))
         elif path == "/_fake/failure_rate":
             fake.set_failure_rate(**body)
+        elif path == "/_fake/batches":
+            fake.set_batches(**body)
+        elif path == "/_fake/rate_limits":
+            fake.set_rate_limits(**body)
         elif path == "/_fake/keys":
             if body.get("any"):
                 fake.accept_any_key()
@@ -704,6 +981,17 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(404, {"error": f"{path} not found"})
             return
         self._send(200, {"ok": True, **fake.stats()})
+
+    def _send_jsonl(self, lines: list[dict[str, Any]]) -> None:
+        data = "".join(json.dumps(line, ensure_ascii=False) + "\n" for line in lines).encode()
+        try:
+            self.send_response(200)
+            self.send_header("content-type", "application/binary")
+            self.send_header("content-length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+        except (BrokenPipeError, ConnectionResetError):
+            pass
 
     def _send(self, status: int, payload: Any, extra: dict[str, str] | None = None) -> None:
         data = json.dumps(payload, ensure_ascii=False).encode()
@@ -727,8 +1015,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--latency-min", type=float, default=None)
     parser.add_argument("--latency-max", type=float, default=None)
     parser.add_argument("--seed", type=int, default=0, help="seed for random latency and failures")
+    parser.add_argument("--rpm", type=int, default=0, help="enforce requests per minute (0 = none)")
+    parser.add_argument("--itpm", type=int, default=0, help="enforce input tokens per minute")
+    parser.add_argument("--otpm", type=int, default=0, help="enforce output tokens per minute")
     args = parser.parse_args(argv)
     fake = FakeClaude(port=args.port, latency=args.latency or 0.0, seed=args.seed)
+    fake.set_rate_limits(rpm=args.rpm, itpm=args.itpm, otpm=args.otpm)
     if args.latency_min is not None or args.latency_max is not None:
         fake.set_latency(low=args.latency_min, high=args.latency_max)
     fake.start()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import urllib.error
 import urllib.request
-from typing import Any
+from typing import Any, cast
 
 import pytest
 
@@ -288,3 +288,73 @@ def test_a_hung_call_does_not_count_as_an_overlap(fake_claude: FakeClaude) -> No
     stats = fake_claude.stats()
     assert stats["injected"] == {"hang": 1}
     assert stats["same_conversation_overlaps"] == 0
+
+
+def _post_with_headers(url: str, payload: Any) -> tuple[int, dict[str, str]]:
+    request = urllib.request.Request(url, data=json.dumps(payload).encode(), headers=HEADERS, method="POST")
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return response.status, {k.lower(): v for k, v in response.headers.items()}
+    except urllib.error.HTTPError as error:
+        return error.code, {k.lower(): v for k, v in error.headers.items()}
+
+
+def test_an_rpm_limit_is_enforced_with_429s_and_rate_limit_headers(fake_claude: FakeClaude) -> None:
+    fake_claude.set_rate_limits(rpm=3)
+    answers = [_post_with_headers(f"{fake_claude.url}/v1/messages", _body()) for _ in range(4)]
+
+    assert [status for status, _ in answers] == [200, 200, 200, 429]
+    first, refused = answers[0][1], answers[3][1]
+    assert first["anthropic-ratelimit-requests-limit"] == "3"
+    assert first["anthropic-ratelimit-requests-remaining"] == "2"
+    assert first["anthropic-ratelimit-requests-reset"].endswith("Z")
+    assert refused["anthropic-ratelimit-requests-remaining"] == "0"
+    assert 1 <= int(refused["retry-after"]) <= 20  # one request frees every 20 s
+    assert fake_claude.stats()["rate_limited"] == 1
+
+
+def test_an_itpm_limit_counts_the_prompts_input_tokens(fake_claude: FakeClaude) -> None:
+    fake_claude.set_rate_limits(itpm=100)
+    big = _body(messages=[{"role": "user", "content": "x" * 300}])  # ~80 tokens with the system
+
+    assert _post_with_headers(f"{fake_claude.url}/v1/messages", big)[0] == 200
+    status, headers = _post_with_headers(f"{fake_claude.url}/v1/messages", big)
+
+    assert status == 429
+    assert int(headers["anthropic-ratelimit-input-tokens-remaining"]) < 30
+
+
+def test_message_batches_through_the_sdk_create_retrieve_results_and_cancel(fake_claude: FakeClaude) -> None:
+    import anthropic
+
+    client = anthropic.Anthropic(api_key="k", base_url=fake_claude.url, max_retries=0)
+    params: Any = _body()
+    fake_claude.set_batches(seconds=30)
+    slow = client.messages.batches.create(requests=[{"custom_id": "a-1", "params": params}])
+    assert slow.processing_status == "in_progress" and slow.request_counts.processing == 1
+    fake_claude.set_batches(seconds=0)
+    fake_claude.script(["ok", "400"])
+    batch = client.messages.batches.create(
+        requests=[{"custom_id": "b-1", "params": params}, {"custom_id": "b-2", "params": params}]
+    )
+
+    ended = client.messages.batches.retrieve(batch.id)
+    results = {r.custom_id: r.result for r in client.messages.batches.results(batch.id)}
+
+    assert ended.processing_status == "ended" and ended.request_counts.succeeded == 1
+    assert results["b-1"].type == "succeeded" and results["b-1"].message.usage.input_tokens > 0
+    assert results["b-2"].type == "errored" and results["b-2"].error.error.type == "invalid_request_error"
+    canceled = client.messages.batches.cancel(slow.id)
+    assert canceled.cancel_initiated_at is not None
+    assert [r.result.type for r in client.messages.batches.results(slow.id)] == ["canceled"]
+
+
+def test_an_expiring_batch_expires_every_request(fake_claude: FakeClaude) -> None:
+    import anthropic
+
+    client = anthropic.Anthropic(api_key="k", base_url=fake_claude.url, max_retries=0)
+    fake_claude.set_batches(expire=True)
+    batch = client.messages.batches.create(requests=[{"custom_id": "x", "params": cast(Any, _body())}])
+
+    assert client.messages.batches.retrieve(batch.id).request_counts.expired == 1
+    assert [r.result.type for r in client.messages.batches.results(batch.id)] == ["expired"]

@@ -10,6 +10,7 @@ import pytest
 
 from ingestion.dispatch import job_sweep
 from ingestion.models import Job, JobStatus
+from ingestion.services import job_requeue
 from nexus_project.celery import app
 from tests.conftest import producer_body, wait_for
 
@@ -55,3 +56,22 @@ def test_sweeper_publishes_what_the_broker_refused_once_it_is_back(api, celery_w
     assert job_sweep() == 1
 
     wait_for(lambda: Job.objects.filter(session_id="later", status=JobStatus.COMPLETED).exists())
+
+
+@pytest.mark.redis
+def test_a_post_is_published_on_the_live_queue_and_a_reprocess_on_the_bulk_queue(
+    api, transactional_db, redis_client, settings
+):
+    live_queue, bulk_queue = settings.CELERY_TASK_DEFAULT_QUEUE, settings.NEXUS_BULK_QUEUE
+    redis_client.delete(live_queue, bulk_queue)
+    job_id = api.post("/api/nexus/producer", producer_body(session_id="lane-1"), format="json").json()[
+        "queueId"
+    ]
+    assert (redis_client.llen(live_queue), redis_client.llen(bulk_queue)) == (1, 0)
+
+    Job.objects.filter(id=job_id).update(status=JobStatus.COMPLETED)
+    assert job_requeue(job_id=job_id)
+
+    assert (redis_client.llen(live_queue), redis_client.llen(bulk_queue)) == (1, 1)
+    assert Job.objects.get(id=job_id).lane == "bulk"
+    redis_client.delete(live_queue, bulk_queue)

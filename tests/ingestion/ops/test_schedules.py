@@ -17,10 +17,12 @@ def test_schedules_exist_after_migrate():
         "nexus:sweep": "ingestion.sweep",
         "nexus:alerts": "ingestion.alerts",
         "nexus:cleanup": "ingestion.cleanup",
+        "nexus:batches": "ingestion.batches_poll",
     }
     assert tasks["nexus:sweep"].interval.every == 30
     assert tasks["nexus:alerts"].interval.every == 60
     assert tasks["nexus:cleanup"].interval.every == 86400
+    assert tasks["nexus:batches"].interval.every == 60
     assert all(t.enabled for t in tasks.values())
 
 
@@ -39,7 +41,7 @@ def test_resync_removes_stale_schedules_and_restores_edited_ones(settings):
     assert "someone-elses" in names  # schedules outside our prefix are not ours to remove
     assert PeriodicTask.objects.get(name="nexus:alerts").enabled
     assert PeriodicTask.objects.get(name="nexus:sweep").interval.every == 15
-    assert PeriodicTask.objects.filter(name__startswith="nexus:").count() == 3
+    assert PeriodicTask.objects.filter(name__startswith="nexus:").count() == 4
 
 
 def test_resync_survives_duplicate_intervals_made_in_the_admin():

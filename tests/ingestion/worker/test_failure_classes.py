@@ -253,8 +253,11 @@ def test_a_misconfigured_extractor_pauses_jobs_instead_of_failing_them(
 
     state = wait_for(breaker.state)
     assert state["category"] == "misconfigured"
-    job = job_in(job_id, JobStatus.PENDING)
-    assert job is not None and job.claims == 0 and job.next_attempt_at is not None
+    # The breaker opens before the job's deferral commits: wait for that write, not just the trip.
+    job = wait_for(
+        lambda: Job.objects.filter(id=job_id, status=JobStatus.PENDING, next_attempt_at__isnull=False).first()
+    )
+    assert job.claims == 0
     assert api.get("/api/nexus/producer").json()["status"] == "degraded"
 
     claude_settings.ANTHROPIC_API_KEY = "fixed-key"  # the deploy that sets the key
