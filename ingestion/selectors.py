@@ -8,18 +8,47 @@ from __future__ import annotations
 
 import contextlib
 import math
-from datetime import timedelta
+import uuid
+from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
 from django.core.cache import cache
-from django.db.models import Avg, Count, F, Max, Min, Q, Sum
+from django.db.models import Avg, Case, Count, F, IntegerField, Max, Min, Q, Sum, Value, When
 from django.utils import timezone
 from redis.exceptions import RedisError
 
 from prospects.services import SessionData
 
 from .models import Extraction, ExtractionOutcome, Job, JobStatus
+
+
+def job_for_post(
+    *, session_id: str, fingerprint: str, hashes: list[str], now: datetime
+) -> tuple[uuid.UUID, str] | None:
+    """(id, session_id) of this session's own job, else of the most recent job this transcript
+    extends: one indexed query (the session's unique key OR (transcript_hash, fingerprint)).
+
+    Tenant scoping (issue 12 item 2) is one more filter here, ``tenant_id=…`` on both sides of
+    the OR, and the tenant as the first column of the ``job_transcript_fp`` index."""
+    since = now - timedelta(hours=settings.NEXUS["CONTINUATION_WINDOW_HOURS"])
+    # The same fingerprint when both have one: a job without one matches any, and a POST
+    # without one matches any job.
+    same_visitor = Q(fingerprint__in=[fingerprint, ""]) if fingerprint else Q()
+    extends = Q(transcript_hash__in=hashes, revised_at__gte=since, purged_at__isnull=True) & same_visitor
+    row = (
+        Job.objects.filter(Q(session_id=session_id) | extends)
+        # Its own row first; else the longest transcript extended, the latest among equals.
+        .annotate(
+            own=Case(
+                When(session_id=session_id, then=Value(1)), default=Value(0), output_field=IntegerField()
+            )
+        )
+        .order_by("-own", "-message_count", "-revised_at")
+        .values_list("id", "session_id")
+        .first()
+    )
+    return (row[0], row[1]) if row is not None else None
 
 
 def queue_counts() -> dict[str, Any]:
