@@ -198,8 +198,13 @@ def queue_metrics() -> dict[str, Any]:
 def prospect_sessions(*, prospect_id: int) -> list[SessionData]:
     """What the fold reads of a prospect's sessions, in order of their latest revision."""
     rows = (
-        Job.objects.filter(prospect_id=prospect_id)
-        .order_by("revised_at", "id")
-        .values_list("extracted", "created_at", "revised_at")
+        Job.objects.filter(prospect_id=prospect_id).order_by("revised_at", "id").values_list(*_SESSION_FIELDS)
     )
-    return [SessionData(extracted, created_at, revised_at) for extracted, created_at, revised_at in rows]
+    return [SessionData(*row) for row in rows]
+
+
+# SessionData's fields, in its order, as Job columns.
+_SESSION_FIELDS = (
+    "extracted", "created_at", "revised_at", "channel", "constructor_id", "constructor_at",
+    "page_context", "is_returning", "consent_given", "consent_at",
+)  # fmt: skip
