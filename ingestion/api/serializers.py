@@ -6,6 +6,7 @@ walk, never a row, a task or a Claude call. Limits live in ``settings.NEXUS`` (S
 
 from __future__ import annotations
 
+import copy
 import json
 import re
 from collections.abc import Mapping
@@ -43,7 +44,20 @@ class _SurrogateValidator(ProhibitSurrogateCharactersValidator):
             )
 
 
-class StrictCharField(serializers.CharField):
+class ShallowCopiedField:
+    """A leaf field whose per-request copy is a shallow one.
+
+    DRF deep-copies every declared field for each serializer instance, and a field's deep copy
+    runs its ``__init__`` again (validators rebuilt): half of the producer's validation time.
+    A leaf field is read-only once built (its validators, choices and messages are only read),
+    so a shallow copy of the unbound declared field is the same field; ``bind`` then sets the
+    copy's own name and parent. Nested serializers and fields with a child keep DRF's copy."""
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> Any:
+        return copy.copy(self)
+
+
+class StrictCharField(ShallowCopiedField, serializers.CharField):
     """A string field that refuses numbers and booleans instead of coercing them.
 
     DRF's CharField already refuses NUL and surrogate characters (its validators run after
@@ -64,12 +78,16 @@ class StrictCharField(serializers.CharField):
         return super().to_internal_value(data)
 
 
+class ChoiceField(ShallowCopiedField, serializers.ChoiceField):
+    pass
+
+
 class MessageSerializer(serializers.Serializer):
     """One turn. Keys other than role and content are tolerated and not kept (SPEC §3): the
     transcript is its roles and texts. An empty text is allowed here and dropped by the
     request (a failed stream leaves an empty assistant turn)."""
 
-    role = serializers.ChoiceField(choices=["user", "assistant"])
+    role = ChoiceField(choices=["user", "assistant"])
     # Whitespace is the visitor's text; keep it as sent.
     content = StrictCharField(trim_whitespace=False, allow_blank=True)
 
@@ -149,7 +167,7 @@ def _first_unstorable(value: Any, depth_limit: int, root: str = "metadata") -> s
     return None
 
 
-class StrictBooleanField(serializers.BooleanField):
+class StrictBooleanField(ShallowCopiedField, serializers.BooleanField):
     """true, false or null; DRF's "yes"/1/"on" coercions are refused (wrong types are 400)."""
 
     default_error_messages = {"invalid": "Must be a boolean."}
@@ -195,7 +213,7 @@ class ProducerRequestSerializer(serializers.Serializer):
     )
     isReturningUser = StrictBooleanField(required=False, allow_null=True, default=None)
     consentGiven = StrictBooleanField(required=False, allow_null=True, default=None)
-    channel = serializers.ChoiceField(choices=CHANNELS, required=False, default="web")
+    channel = ChoiceField(choices=CHANNELS, required=False, default="web")
 
     def to_internal_value(self, data: Any) -> Any:
         extra = {k: v for k, v in data.items() if k not in self.fields} if isinstance(data, Mapping) else {}
