@@ -129,7 +129,7 @@ class ProspectAdmin(admin.ModelAdmin):
     actions = ["export_selected_csv"]
     list_per_page = 50
 
-    def lookup_allowed(self, lookup: str, value: str, request: HttpRequest | None = None) -> bool:
+    def lookup_allowed(self, lookup: str, value: str, request: HttpRequest) -> bool:
         # One referrer's prospects by URL (?constructor_id=slug), as the CSV export link keeps it.
         return lookup == "constructor_id" or super().lookup_allowed(lookup, value, request)
 
