@@ -175,7 +175,7 @@ class JobInline(ReadOnlyInline):
     fk_name = "prospect"
     fields = [
         "session_id", "status", "revision", "processed_revision", "attempts", "claims",
-        "error_category", "revised_at", "processed_at",
+        "error_category", "channel", "constructor_id", "page_context", "revised_at", "processed_at",
     ]  # fmt: skip
     readonly_fields = fields  # type: ignore[assignment]  # one list, both roles
     ordering = ["-revised_at"]

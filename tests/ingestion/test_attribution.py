@@ -102,3 +102,13 @@ def test_admin_filters_and_csv_show_the_attribution(staff):
     body = b"".join(response.streaming_content).decode()
     (row,) = list(csv.DictReader(io.StringIO(body)))
     assert (row["constructor_id"], row["channels"], row["consent_given"]) == ("maria-lopez", "web", "")
+
+
+def test_the_prospect_page_shows_each_session_s_referrer(staff):
+    visit("s-1", "Hola, me llamo Juan Pérez", constructor_id="maria-lopez")
+    visit("s-2", "Hola otra vez", constructor_id="pedro-gil", channel="whatsapp")
+    prospect = Prospect.objects.get()
+
+    page = staff.get(f"/admin/prospects/prospect/{prospect.pk}/change/").content.decode()
+
+    assert "maria-lopez" in page and "pedro-gil" in page and "whatsapp" in page.lower()
