@@ -123,6 +123,19 @@ class Job(models.Model):
         return self.purged_at is not None
 
 
+class SessionAlias(models.Model):
+    """A sessionId whose POST continued another session's job (services.job_accept): a late
+    retry of that POST finds the job again (a stale prefix, or a duplicate), instead of
+    starting a second job for the same chat."""
+
+    session_id = models.CharField(max_length=128, unique=True)
+    job = models.ForeignKey(Job, on_delete=models.CASCADE, related_name="aliases")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self) -> str:
+        return f"{self.session_id} -> {self.job_id}"
+
+
 class ExtractionOutcome(models.TextChoices):
     OK = "ok", "OK"
     FAILED = "failed", "Failed"

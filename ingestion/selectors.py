@@ -22,7 +22,7 @@ from redis.exceptions import RedisError
 
 from prospects.services import SessionData
 
-from .models import Extraction, ExtractionOutcome, Job, JobStatus
+from .models import Extraction, ExtractionOutcome, Job, JobStatus, SessionAlias
 
 
 def job_for_post(
@@ -52,14 +52,20 @@ def _job_for_post_sql(n_hashes: int, with_fingerprint: bool) -> str:
     # The same fingerprint when both have one: a job without one matches any POST, and a POST
     # without one matches any job.
     same_visitor = "AND fingerprint IN (%(fingerprint)s, '')" if with_fingerprint else ""
+    aliases = SessionAlias._meta.db_table
+    # The session's own job, or the job an earlier POST of this sessionId continued (a late
+    # retry of it), first; then the longest transcript extended, the latest among equals.
     return f"""
         SELECT id, session_id FROM {table}
         WHERE session_id = %(session_id)s
+           OR id = (SELECT job_id FROM {aliases} WHERE session_id = %(session_id)s)
            OR (transcript_hash IN ({digests}) {same_visitor}
                AND revised_at >= %(since)s AND purged_at IS NULL)
-        ORDER BY session_id = %(session_id)s DESC, message_count DESC, revised_at DESC
+        ORDER BY session_id = %(session_id)s DESC,
+                 id = (SELECT job_id FROM {aliases} WHERE session_id = %(session_id)s) DESC,
+                 message_count DESC, revised_at DESC
         LIMIT 1
-    """  # noqa: S608 - the model's table name and placeholders only
+    """  # noqa: S608 - the models' table names and placeholders only
 
 
 def queue_counts() -> dict[str, Any]:

@@ -24,7 +24,7 @@ from nexus_project.db import model_update
 
 from . import selectors
 from .dispatch import dispatch_outstanding, publish_on_commit
-from .models import FRESH_RUN, Job, JobStatus
+from .models import FRESH_RUN, Job, JobStatus, SessionAlias
 
 
 class FingerprintConflict(Exception):
@@ -155,6 +155,11 @@ def job_accept(
                 changes.update(dispatched_at=now, enqueued_at=now)
                 dispatch = True
         model_update(job, **changes)
+        if continued:
+            # This sessionId now names the job too: a late retry of this POST finds it.
+            SessionAlias.objects.bulk_create(
+                [SessionAlias(session_id=session_id, job_id=job.id)], ignore_conflicts=True
+            )
         if dispatch:
             publish_on_commit(job.id)
         return Acceptance(job.id, Outcome.REVISED, job.revision, dispatched=dispatch, continued=continued)

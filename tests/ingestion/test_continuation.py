@@ -9,7 +9,7 @@ import pytest
 from django.utils import timezone
 
 from ingestion import selectors
-from ingestion.models import Job, JobStatus
+from ingestion.models import Job, JobStatus, SessionAlias
 from ingestion.services import Outcome, job_accept, prefix_hashes, transcript_hash
 from prospects.models import Prospect
 from tests.conftest import wait_for
@@ -71,6 +71,28 @@ def test_a_resend_of_a_continued_post_is_its_duplicate():
 
     assert (again.job_id, again.outcome, again.continued) == (first.job_id, Outcome.DUPLICATE, True)
     assert Job.objects.get().revision == 2
+
+
+def test_a_late_retry_of_a_continued_post_is_stale_on_the_same_job():
+    first = accept(ONE, "session_1")
+    accept(TWO, "session_2")
+    accept(THREE, "session_3")
+
+    late = accept(TWO, "session_2")  # the outbox retried message 2 after message 3 landed
+
+    assert (late.job_id, late.outcome, late.continued) == (first.job_id, Outcome.STALE, True)
+    job = Job.objects.get()
+    assert (job.revision, job.messages) == (3, THREE)
+    assert set(job.aliases.values_list("session_id", flat=True)) == {"session_2", "session_3"}
+
+
+def test_erasing_a_job_takes_its_aliases():
+    first = accept(ONE, "wa_573009998877")
+    accept(TWO, "wa_573009998877-2")
+
+    Job.objects.filter(id=first.job_id).delete()
+
+    assert not SessionAlias.objects.exists()
 
 
 def test_another_chat_with_the_same_greeting_does_not_continue():
@@ -156,6 +178,7 @@ def test_the_lookup_is_one_query(django_assert_num_queries):
 
 def test_the_lookup_uses_the_indexes():
     from django.db import connection
+    from django.test.utils import CaptureQueriesContext
 
     if connection.vendor != "postgresql":
         pytest.skip("the plan is PostgreSQL's")
@@ -165,14 +188,17 @@ def test_the_lookup_uses_the_indexes():
     )
     with connection.cursor() as cursor:
         cursor.execute("ANALYZE ingestion_job")
-    query = (
-        Job.objects.filter(session_id="session_2")
-        | Job.objects.filter(transcript_hash__in=prefix_hashes(TWO), fingerprint__in=["fp-juan", ""])
-    ).values_list("id")
+    with CaptureQueriesContext(connection) as captured:
+        selectors.job_for_post(
+            session_id="session_2", fingerprint="fp-juan", hashes=prefix_hashes(TWO)[1:], now=timezone.now()
+        )
+    (query,) = captured.captured_queries
 
-    plan = query.explain()
+    with connection.cursor() as cursor:
+        cursor.execute("EXPLAIN " + query["sql"])
+        plan = "\n".join(row[0] for row in cursor.fetchall())
 
-    assert "Seq Scan" not in plan, plan
+    assert "Seq Scan on ingestion_job" not in plan, plan
 
 
 @pytest.mark.redis
