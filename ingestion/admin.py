@@ -55,10 +55,13 @@ class PurgedFilter(admin.SimpleListFilter):
 class JobAdmin(admin.ModelAdmin):
     list_display = [
         "session_id", "tenant", "status", "revision", "processed_revision", "failed_calls", "claims",
-        "error_category", "short_error", "age", "prospect", "trigger",
+        "error_category", "short_error", "age", "prospect", "channel", "constructor_id", "trigger",
     ]  # fmt: skip
-    list_filter = ["tenant", "status", "error_category", PurgedFilter, "revised_at"]
-    search_fields = ["session_id", "fingerprint"]
+    list_filter = [
+        "tenant", "status", "error_category", PurgedFilter, "channel",
+        ("constructor_id", admin.EmptyFieldListFilter), "page_context", "revised_at",
+    ]  # fmt: skip
+    search_fields = ["session_id", "fingerprint", "constructor_id"]
     list_select_related = ["prospect", "tenant"]
     ordering = ["-revised_at"]
     date_hierarchy = "revised_at"
@@ -67,7 +70,9 @@ class JobAdmin(admin.ModelAdmin):
     readonly_fields = [
         "id", "tenant", "session_id", "fingerprint", "status", "revision", "processed_revision", "attempts",
         "claims", "error_category", "last_error", "next_attempt_at", "dispatched_at", "lease_until",
-        "trigger", "prospect", "created_at", "updated_at", "revised_at", "enqueued_at",
+        "trigger", "prospect", "channel", "constructor_id", "constructor_at", "page_context",
+        "is_returning", "consent_given", "consent_at", "created_at", "updated_at", "revised_at",
+        "enqueued_at",
         "started_at", "processed_at", "purged_at", "message_count", "transcript_hash",
         "transcript", "metadata_json", "extracted_json",
     ]  # fmt: skip
@@ -178,7 +183,7 @@ class JobInline(ReadOnlyInline):
     fk_name = "prospect"
     fields = [
         "session_id", "status", "revision", "processed_revision", "attempts", "claims",
-        "error_category", "revised_at", "processed_at",
+        "error_category", "channel", "constructor_id", "page_context", "revised_at", "processed_at",
     ]  # fmt: skip
     readonly_fields = fields  # type: ignore[assignment]  # one list, both roles
     ordering = ["-revised_at"]

@@ -45,6 +45,12 @@ class Lane(models.TextChoices):
     BULK = "bulk"
 
 
+class Channel(models.TextChoices):
+    WEB = "web", "Web"
+    WHATSAPP = "whatsapp", "WhatsApp"
+    API = "api", "API"
+
+
 class Job(models.Model):
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     # The site or channel the POST came for; a sessionId is unique within its tenant.
@@ -57,6 +63,8 @@ class Job(models.Model):
     # The latest transcript. Blanked by cleanup after retention (purged_at set); the hash and
     # count stay so duplicate and stale detection keep working.
     messages = models.JSONField(default=list, blank=True)
+    # The running hash of the transcript at its full length (services.prefix_hashes): a POST
+    # under another sessionId finds the job it continues by its own prefixes' hashes.
     transcript_hash = models.CharField(max_length=64)
     message_count = models.PositiveIntegerField(default=0)
     metadata = models.JSONField(default=dict, blank=True)
@@ -90,6 +98,17 @@ class Job(models.Model):
         "prospects.Prospect", null=True, blank=True, on_delete=models.SET_NULL, related_name="jobs"
     )
 
+    # Attribution sent with the POSTs (REAL_SITE.md), folded into the Prospect. The referrer
+    # is the first non-null one this job saw (the business pays the first referrer) and when.
+    channel = models.CharField(max_length=16, choices=Channel.choices, default=Channel.WEB)
+    constructor_id = models.CharField(max_length=128, null=True, blank=True)  # noqa: DJ001 - null: none
+    constructor_at = models.DateTimeField(null=True, blank=True)
+    page_context = models.CharField(max_length=128, blank=True, default="")  # the latest sent
+    is_returning = models.BooleanField(null=True, blank=True)  # the latest sent
+    # The latest consent sent, and since when it has been given (null when not given).
+    consent_given = models.BooleanField(null=True, blank=True)
+    consent_at = models.DateTimeField(null=True, blank=True)
+
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
     revised_at = models.DateTimeField(help_text="When the current revision was POSTed.")
@@ -114,6 +133,10 @@ class Job(models.Model):
             models.Index(fields=["status", "revised_at"], name="job_status_revised"),
             models.Index(fields=["fingerprint"], name="job_fingerprint"),
             models.Index(fields=["status", "processed_at"], name="job_status_processed"),
+            # The continuation lookup (selectors.job_for_post): within the tenant, hash
+            # equality first, then the fingerprint.
+            models.Index(fields=["tenant", "transcript_hash", "fingerprint"], name="job_transcript_fp"),
+            models.Index(fields=["constructor_id"], name="job_constructor"),
         ]
 
     def __str__(self) -> str:
@@ -122,6 +145,26 @@ class Job(models.Model):
     @property
     def is_purged(self) -> bool:
         return self.purged_at is not None
+
+
+class SessionAlias(models.Model):
+    """A sessionId whose POST continued another session's job (services.job_accept): a late
+    retry of that POST finds the job again (a stale prefix, or a duplicate), instead of
+    starting a second job for the same chat."""
+
+    tenant = models.ForeignKey("tenants.Tenant", on_delete=models.CASCADE, related_name="+")
+    session_id = models.CharField(max_length=128)
+    job = models.ForeignKey(Job, on_delete=models.CASCADE, related_name="aliases")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            # A sessionId is unique within its tenant, as on Job.
+            models.UniqueConstraint(fields=["tenant", "session_id"], name="alias_tenant_session"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.session_id} -> {self.job_id}"
 
 
 class ExtractionOutcome(models.TextChoices):

@@ -7,12 +7,15 @@ so the web and worker containers always agree (SPEC §10).
 from __future__ import annotations
 
 import contextlib
+import functools
 import math
-from datetime import timedelta
+import uuid
+from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
 from django.core.cache import cache
+from django.db import connection
 from django.db.models import Avg, Count, F, Max, Min, Q, Sum
 from django.utils import timezone
 from redis.exceptions import RedisError
@@ -21,7 +24,54 @@ from nexus_project.db import db_now
 from prospects.services import SessionData
 from tenants.models import Tenant
 
-from .models import LIVE_TRIGGER, Extraction, ExtractionOutcome, Job, JobStatus
+from .models import LIVE_TRIGGER, Extraction, ExtractionOutcome, Job, JobStatus, SessionAlias
+
+
+def job_for_post(
+    *, tenant_id: int, session_id: str, fingerprint: str, hashes: list[str], now: datetime
+) -> tuple[uuid.UUID, str] | None:
+    """(id, session_id) of this session's own job in its tenant, else of the tenant's most
+    recent job whose current
+    transcript is one of ``hashes`` (the POST's prefixes it may continue, chosen by the
+    caller): one indexed query, the unique (tenant, session) key OR the alias OR (tenant,
+    transcript_hash, fingerprint).
+
+    Raw SQL: the ORM spent ~1.4 ms of the web worker's CPU building this query, more than the
+    rest of a POST's ledger work."""
+    since = now - timedelta(hours=settings.NEXUS["CONTINUATION_WINDOW_HOURS"])
+    params: dict[str, Any] = {
+        "tenant": tenant_id, "session_id": session_id, "since": since, "fingerprint": fingerprint,
+    }  # fmt: skip
+    params.update((f"h{i}", digest) for i, digest in enumerate(hashes))
+    with connection.cursor() as cursor:
+        cursor.execute(_job_for_post_sql(len(hashes), bool(fingerprint)), params)
+        row = cursor.fetchone()
+    return (uuid.UUID(str(row[0])), row[1]) if row is not None else None
+
+
+@functools.lru_cache(maxsize=64)
+def _job_for_post_sql(n_hashes: int, with_fingerprint: bool) -> str:
+    table = Job._meta.db_table
+    digests = ", ".join(f"%(h{i})s" for i in range(n_hashes))
+    # The same fingerprint when both have one: a job without one matches any POST, and a POST
+    # without one matches any job.
+    same_visitor = "AND fingerprint IN (%(fingerprint)s, '')" if with_fingerprint else ""
+    aliases = SessionAlias._meta.db_table
+    # The session's own job, or the job an earlier POST of this sessionId continued (a late
+    # retry of it), first; then the longest transcript extended, the latest among equals.
+    return f"""
+        SELECT id, session_id FROM {table}
+        WHERE (tenant_id = %(tenant)s AND session_id = %(session_id)s)
+           OR id = (SELECT job_id FROM {aliases}
+                    WHERE tenant_id = %(tenant)s AND session_id = %(session_id)s)
+           OR (tenant_id = %(tenant)s AND transcript_hash IN ({digests}) {same_visitor}
+               AND revised_at >= %(since)s AND purged_at IS NULL)
+        ORDER BY session_id = %(session_id)s DESC,
+                 id = (SELECT job_id FROM {aliases}
+                       WHERE tenant_id = %(tenant)s AND session_id = %(session_id)s) DESC,
+                 message_count DESC, revised_at DESC
+        LIMIT 1
+    """  # noqa: S608 - the models' table names and placeholders only
 
 
 def queue_counts() -> dict[str, Any]:
@@ -195,8 +245,13 @@ def queue_metrics() -> dict[str, Any]:
 def prospect_sessions(*, prospect_id: int) -> list[SessionData]:
     """What the fold reads of a prospect's sessions, in order of their latest revision."""
     rows = (
-        Job.objects.filter(prospect_id=prospect_id)
-        .order_by("revised_at", "id")
-        .values_list("extracted", "created_at", "revised_at")
+        Job.objects.filter(prospect_id=prospect_id).order_by("revised_at", "id").values_list(*_SESSION_FIELDS)
     )
-    return [SessionData(extracted, created_at, revised_at) for extracted, created_at, revised_at in rows]
+    return [SessionData(*row) for row in rows]
+
+
+# SessionData's fields, in its order, as Job columns.
+_SESSION_FIELDS = (
+    "extracted", "created_at", "revised_at", "channel", "constructor_id", "constructor_at",
+    "page_context", "is_returning", "consent_given", "consent_at",
+)  # fmt: skip

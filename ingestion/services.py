@@ -24,8 +24,9 @@ from django.utils import timezone
 from nexus_project.db import db_now, model_update
 from tenants import directory
 
+from . import selectors
 from .dispatch import dispatch_outstanding, publish_on_commit
-from .models import FRESH_RUN, LIVE_TRIGGER, Job, JobStatus, Lane
+from .models import FRESH_RUN, LIVE_TRIGGER, Job, JobStatus, Lane, SessionAlias
 
 
 class FingerprintConflict(Exception):
@@ -46,13 +47,38 @@ class Acceptance:
     outcome: Outcome
     revision: int
     dispatched: bool
+    # The POST's transcript extended a job of another sessionId and became its revision.
+    continued: bool = False
 
 
-def transcript_hash(messages: list[dict[str, str]]) -> str:
-    canonical = json.dumps(
-        [[m["role"], m["content"]] for m in messages], ensure_ascii=False, separators=(",", ":")
-    )
-    return hashlib.sha256(canonical.encode()).hexdigest()
+@dataclass(frozen=True)
+class Attribution:
+    """What a POST says about where the visitor came from (REAL_SITE.md)."""
+
+    channel: str = "web"
+    constructor_id: str | None = None
+    page_context: str = ""
+    is_returning: bool | None = None
+    consent_given: bool | None = None
+
+
+def prefix_hashes(messages: list[dict[str, Any]]) -> list[str]:
+    """The running SHA-256 of the transcript after each turn: ``[i]`` hashes ``messages[:i+1]``.
+
+    One pass over the transcript (each turn is hashed once, the state copied per turn), so
+    the hash of every prefix costs about what one hash of the whole did. The last one is the
+    transcript's own hash (``Job.transcript_hash``)."""
+    running = hashlib.sha256()
+    hashes = []
+    for m in messages:
+        running.update(json.dumps([m["role"], m["content"]], ensure_ascii=False).encode())
+        running.update(b"\n")  # a separator no JSON array contains unescaped
+        hashes.append(running.copy().hexdigest())
+    return hashes
+
+
+def transcript_hash(messages: list[dict[str, Any]]) -> str:
+    return prefix_hashes(messages)[-1] if messages else hashlib.sha256().hexdigest()
 
 
 def job_accept(
@@ -60,45 +86,75 @@ def job_accept(
     tenant_id: int | None = None,
     session_id: str,
     fingerprint: str,
-    messages: list[dict[str, str]],
+    messages: list[dict[str, Any]],
     metadata: dict[str, Any],
+    attribution: Attribution = Attribution(),
 ) -> Acceptance:
-    """Record a POSTed transcript in the session's ledger row (SPEC §4 POST semantics); a
-    session is the tenant's (None: the default tenant).
+    """Record a POSTed transcript in the session's ledger row (SPEC §4 POST semantics), or in
+    the recent job of the same tenant it continues under another sessionId (SPEC §12
+    continuity). A session is the tenant's (None: the default tenant).
 
     Every time written is the database's clock (the sweeper compares ``dispatched_at`` with
     its grace): read inside the INSERT, or with the row lock, at no extra round trip."""
     if tenant_id is None:
         tenant_id = directory.default_tenant().id
-    now = timezone.now()  # only where the database cannot stamp it (SQLite, see _insert_sql)
-    digest = transcript_hash(messages)
-    # A new session is one statement (INSERT … ON CONFLICT DO NOTHING RETURNING), committed on
-    # its own: no BEGIN/SELECT/COMMIT round trips on the path every conversation starts with.
-    job = _insert_job(tenant_id, session_id, fingerprint, messages, digest, metadata, now)
-    if job is not None:
-        publish_on_commit(job.id)
-        return Acceptance(job.id, Outcome.CREATED, 1, dispatched=True)
+    # Only where the database cannot stamp it (SQLite, see _insert_sql), and the continuation
+    # window (24 h: a host's skew of minutes does not matter there).
+    now = timezone.now()
+    hashes = prefix_hashes(messages)
+    digest = hashes[-1]
+    continued_id: uuid.UUID | None = None
+    candidates = _continuation_hashes(messages, hashes)
+    if candidates:
+        own_or_continued = selectors.job_for_post(
+            tenant_id=tenant_id, session_id=session_id, fingerprint=fingerprint, hashes=candidates, now=now
+        )
+        if own_or_continued is not None and own_or_continued[1] != session_id:
+            continued_id = own_or_continued[0]
+        existing = own_or_continued is not None
+    else:
+        existing = False
+    if not existing:
+        # A new session is one statement (INSERT … ON CONFLICT DO NOTHING RETURNING), committed
+        # on its own: no BEGIN/SELECT/COMMIT round trips on the path every chat starts with.
+        job = _insert_job(tenant_id, session_id, fingerprint, messages, digest, metadata, attribution, now)
+        if job is not None:
+            publish_on_commit(job.id)
+            return Acceptance(job.id, Outcome.CREATED, 1, dispatched=True)
     with transaction.atomic():
-        job = _lock_job(tenant_id, session_id)
+        if continued_id is None:
+            job = _lock_job(tenant_id=tenant_id, session_id=session_id)
+        else:
+            job = _lock_job(job_id=continued_id)
+        if job is None and continued_id is not None:
+            # The job continued was deleted meanwhile (erasure): this POST starts its own.
+            continued_id = None
+            job = _lock_job(tenant_id=tenant_id, session_id=session_id)
         if job is None:  # the row was deleted since our INSERT met it: this POST starts it again
-            job = _insert_job(tenant_id, session_id, fingerprint, messages, digest, metadata, now)
+            job = _insert_job(
+                tenant_id, session_id, fingerprint, messages, digest, metadata, attribution, now
+            )
             if job is None:
-                job = _lock_job(tenant_id, session_id)
+                job = _lock_job(tenant_id=tenant_id, session_id=session_id)
                 assert job is not None
             else:
                 publish_on_commit(job.id)
                 return Acceptance(job.id, Outcome.CREATED, 1, dispatched=True)
 
         now = job.db_now  # type: ignore[attr-defined]
-        if job.fingerprint != fingerprint:
+        continued = continued_id is not None
+        # A continued job without a fingerprint keeps none (the query matched it because one
+        # side had none): its Prospect stays the one keyed by its first session.
+        if job.fingerprint != fingerprint and not (continued and not (job.fingerprint and fingerprint)):
             raise FingerprintConflict()
         if digest == job.transcript_hash:
-            return Acceptance(job.id, Outcome.DUPLICATE, job.revision, dispatched=False)
+            return Acceptance(job.id, Outcome.DUPLICATE, job.revision, dispatched=False, continued=continued)
         if len(messages) < job.message_count and _is_stale_prefix(job, messages):
-            return Acceptance(job.id, Outcome.STALE, job.revision, dispatched=False)
+            return Acceptance(job.id, Outcome.STALE, job.revision, dispatched=False, continued=continued)
 
         changes: dict[str, Any] = {
             **FRESH_RUN,
+            **_attribution_changes(job, attribution, now),
             "messages": messages,
             "transcript_hash": digest,
             "message_count": len(messages),
@@ -118,19 +174,60 @@ def job_accept(
                 changes.update(dispatched_at=now, enqueued_at=now)
                 dispatch = True
         model_update(job, **changes)
+        if continued:
+            # This sessionId now names the job too: a late retry of this POST finds it.
+            SessionAlias.objects.bulk_create(
+                [SessionAlias(tenant_id=tenant_id, session_id=session_id, job_id=job.id)],
+                ignore_conflicts=True,
+            )
         if dispatch:
             publish_on_commit(job.id)
-        return Acceptance(job.id, Outcome.REVISED, job.revision, dispatched=dispatch)
+        return Acceptance(job.id, Outcome.REVISED, job.revision, dispatched=dispatch, continued=continued)
 
 
-def _lock_job(tenant_id: int, session_id: str) -> Job | None:
-    # The transcript and result are only read when needed: most POSTs never look at them.
-    # db_now: the database's clock, read with the lock.
+def _continuation_hashes(messages: list[dict[str, Any]], hashes: list[str]) -> list[str]:
+    """The hashes a job this POST may continue can have: every proper prefix that holds at
+    least one visitor turn, and the whole transcript (a resend of a continued POST is that
+    job's duplicate). The assistant's greeting alone opens every chat of the site, so a prefix
+    of assistant turns only says nothing about which chat this is. Empty when the transcript
+    has no visitor turn before its last: the first POST of a chat never looks anything up."""
+    first_user = next((i for i, m in enumerate(messages) if m["role"] == "user"), len(messages))
+    if first_user >= len(messages) - 1:
+        return []
+    return hashes[first_user:]
+
+
+def _attribution_changes(job: Job, attribution: Attribution, now: datetime) -> dict[str, Any]:
+    """A revision's attribution: the first referrer stays, the latest page context, returning
+    flag and consent replace (an absent value keeps the one before)."""
+    changes: dict[str, Any] = {"channel": attribution.channel}
+    if job.constructor_id is None and attribution.constructor_id is not None:
+        changes.update(constructor_id=attribution.constructor_id, constructor_at=now)
+    if attribution.page_context:
+        changes["page_context"] = attribution.page_context
+    if attribution.is_returning is not None:
+        changes["is_returning"] = attribution.is_returning
+    if attribution.consent_given is not None:
+        changes["consent_given"] = attribution.consent_given
+        if not attribution.consent_given:
+            changes["consent_at"] = None
+        elif job.consent_given is not True:
+            changes["consent_at"] = now
+    return changes
+
+
+def _lock_job(
+    *, tenant_id: int | None = None, session_id: str | None = None, job_id: uuid.UUID | None = None
+) -> Job | None:
+    """The job row, locked, by its (tenant, sessionId) or by its id. The transcript and result
+    are only read when needed (most POSTs never look at them); ``db_now`` is the database's
+    clock, read with the lock."""
+    by_key = {"tenant_id": tenant_id, "session_id": session_id} if job_id is None else {"id": job_id}
     return (
         Job.objects.select_for_update()
         .defer("messages", "extracted", "metadata")
         .annotate(db_now=Now())
-        .filter(tenant_id=tenant_id, session_id=session_id)
+        .filter(**by_key)
         .first()
     )
 
@@ -139,9 +236,10 @@ def _insert_job(
     tenant_id: int,
     session_id: str,
     fingerprint: str,
-    messages: list[dict[str, str]],
+    messages: list[dict[str, Any]],
     digest: str,
     metadata: dict[str, Any],
+    attribution: Attribution,
     now: datetime,
 ) -> Job | None:
     """INSERT … ON CONFLICT DO NOTHING RETURNING: the new row, or None when the session exists.
@@ -155,6 +253,13 @@ def _insert_job(
         transcript_hash=digest,
         message_count=len(messages),
         metadata=metadata,
+        channel=attribution.channel,
+        constructor_id=attribution.constructor_id,
+        constructor_at=now if attribution.constructor_id is not None else None,
+        page_context=attribution.page_context,
+        is_returning=attribution.is_returning,
+        consent_given=attribution.consent_given,
+        consent_at=now if attribution.consent_given else None,
         revised_at=now,
         dispatched_at=now,
         enqueued_at=now,

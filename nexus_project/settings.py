@@ -271,6 +271,11 @@ NEXUS: dict[str, Any] = {
     # bounds stop it from becoming a second, unbounded transcript or a parser stress test.
     "MAX_METADATA_BYTES": env_int("NEXUS_MAX_METADATA_BYTES", 16 * 1024),
     "MAX_METADATA_DEPTH": env_int("NEXUS_MAX_METADATA_DEPTH", 5),
+    # A POST whose transcript extends a job's under another sessionId (the real widget makes a
+    # new sessionId per message) is that job's next revision if the job was revised within
+    # this window: a day covers a chat left open in a tab and picked up later, while an older
+    # job is a finished chat (and the window bounds how far back the lookup's index reaches).
+    "CONTINUATION_WINDOW_HOURS": env_float("NEXUS_CONTINUATION_WINDOW_HOURS", 24.0),
     # Spend caps (abuse of a public endpoint with guessable sessionIds). A long real chat
     # coalesces to a few dozen extractions a day; 0 switches a cap off. Jobs over a cap wait
     # for the next UTC day (pending, next_attempt_at set); nothing is dropped.
@@ -434,6 +439,9 @@ SPECTACULAR_SETTINGS = {
     "TITLE": "NEXUS ingestion API",
     "DESCRIPTION": "Turns website chat conversations into sales prospects.",
     "VERSION": VERSION,
+    # OpenAPI 3.1 (JSON Schema 2020-12): its "contains" states that a transcript must hold a
+    # visitor turn, which 3.0 cannot say, so the fuzzer generates what the API accepts.
+    "OAS_VERSION": "3.1.0",
     "SERVE_INCLUDE_SCHEMA": False,
     # Served from our own static files (drf-spectacular-sidecar), never from a CDN.
     "SWAGGER_UI_DIST": "SIDECAR",

@@ -14,7 +14,7 @@ from typing import Any
 
 from django.contrib import admin
 from django.contrib.admin.options import IncorrectLookupParameters
-from django.db.models import F, QuerySet
+from django.db.models import F, Q, QuerySet
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect, StreamingHttpResponse
 from django.http.response import HttpResponseBase
 from django.urls import URLPattern, path, reverse
@@ -28,7 +28,8 @@ from .vocabulary import Objecion
 CSV_COLUMNS = [
     "id", "tenant", "nombre", "email", "telefono", "ocupacion", "arquetipo", "nivel_interes",
     "momento_optimo", "objeciones", "stage", "fingerprint", "session_count", "first_seen_at",
-    "last_seen_at",
+    "last_seen_at", "constructor_id", "page_context", "channels", "is_returning",
+    "consent_given", "consent_at",
 ]  # fmt: skip
 
 # A spreadsheet runs a cell that starts with one of these as a formula (CSV injection); the
@@ -75,6 +76,43 @@ def _csv_response(queryset: QuerySet[Prospect]) -> StreamingHttpResponse:
     return response
 
 
+class ChannelFilter(admin.SimpleListFilter):
+    """Prospects seen on a channel (``channels`` holds every channel seen, comma-joined)."""
+
+    title = "channel"
+    parameter_name = "channel"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        return [("web", "Web"), ("whatsapp", "WhatsApp"), ("api", "API")]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Prospect]) -> QuerySet[Prospect]:
+        value = self.value()
+        if value not in {"web", "whatsapp", "api"}:
+            return queryset
+        # Whole names only in the sorted, comma-joined list.
+        return queryset.filter(
+            Q(channels=value)
+            | Q(channels__startswith=f"{value},")
+            | Q(channels__endswith=f",{value}")
+            | Q(channels__contains=f",{value},")
+        )
+
+
+class ReferrerFilter(admin.SimpleListFilter):
+    """Referred by a distributor or not; one referrer is ``?constructor_id=<slug>`` or a search."""
+
+    title = "referrer"
+    parameter_name = "referred"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        return [("yes", "referred"), ("no", "no referrer")]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Prospect]) -> QuerySet[Prospect]:
+        if self.value() in ("yes", "no"):
+            return queryset.filter(constructor_id__isnull=self.value() == "no")
+        return queryset
+
+
 @admin.register(Prospect)
 class ProspectAdmin(admin.ModelAdmin):
     # Six columns that fit a 1,440 px window beside the admin's sidebars (ten overflowed): the
@@ -85,21 +123,29 @@ class ProspectAdmin(admin.ModelAdmin):
     ]  # fmt: skip
     list_select_related = ["tenant"]
     list_display_links = ["prospect"]
-    search_fields = ["nombre", "email", "telefono", "fingerprint"]
-    list_filter = ["tenant", "arquetipo", "momento_optimo", "stage", "last_seen_at", "first_seen_at"]
+    search_fields = ["nombre", "email", "telefono", "fingerprint", "constructor_id"]
+    list_filter = [
+        "tenant", "arquetipo", "momento_optimo", "stage", ReferrerFilter, ChannelFilter, "page_context",
+        "is_returning", "consent_given", "last_seen_at", "first_seen_at",
+    ]  # fmt: skip
     # Hottest first; a prospect not yet rated sorts last, not first (PostgreSQL puts NULLs
     # first in a descending order).
     ordering = [F("nivel_interes").desc(nulls_last=True), "-last_seen_at"]
     date_hierarchy = "last_seen_at"
     readonly_fields = [
         "tenant", "key", "fingerprint", "nombre", "email", "telefono", "ocupacion", "nivel_interes",
-        "momento_optimo", "arquetipo", "objections", "stage", "first_seen_at", "last_seen_at",
-        "session_count", "created_at", "updated_at",
+        "momento_optimo", "arquetipo", "objections", "stage", "constructor_id", "page_context",
+        "channels", "is_returning", "consent_given", "consent_at", "first_seen_at",
+        "last_seen_at", "session_count", "created_at", "updated_at",
     ]  # fmt: skip
     # The page shows exactly these (read-only), so objeciones appears once, as labels.
     fields = readonly_fields  # type: ignore[assignment]  # one list, both roles
     actions = ["export_selected_csv"]
     list_per_page = 50
+
+    def lookup_allowed(self, lookup: str, value: str, request: HttpRequest) -> bool:
+        # One referrer's prospects by URL (?constructor_id=slug), as the CSV export link keeps it.
+        return lookup == "constructor_id" or super().lookup_allowed(lookup, value, request)
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False
@@ -109,8 +155,12 @@ class ProspectAdmin(admin.ModelAdmin):
 
     @admin.display(description="prospect", ordering="nombre")
     def prospect(self, prospect: Prospect) -> str:
-        # The tenant under the name, not in a column of its own: the list must fit 1,440 px.
-        return format_html("{}<br><small>{}</small>", str(prospect), prospect.tenant.slug)
+        # The tenant and the referrer under the name, not in columns of their own: the list
+        # must fit 1,440 px.
+        origin = prospect.tenant.slug
+        if prospect.constructor_id:
+            origin = f"{origin} · ref {prospect.constructor_id}"
+        return format_html("{}<br><small>{}</small>", str(prospect), origin)
 
     @admin.display(description="interest", ordering="nivel_interes")
     def interest(self, prospect: Prospect) -> str:

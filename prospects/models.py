@@ -29,6 +29,17 @@ class Prospect(models.Model):
     objeciones = models.JSONField(default=list, blank=True)
     stage = models.CharField(max_length=16, choices=Stage.choices, default=Stage.INICIAR)
 
+    # Attribution, folded from the sessions like the rest (prospects.services.attribution_fold).
+    # The first non-null referrer keeps the credit (the business pays the first referrer).
+    constructor_id = models.CharField(max_length=128, null=True, blank=True)
+    page_context = models.CharField(max_length=128, blank=True, default="")  # the latest
+    # The channels seen, sorted and comma-joined ("web,whatsapp"): a plain column so that
+    # SQLite (make run) filters it as PostgreSQL does.
+    channels = models.CharField(max_length=64, blank=True, default="")
+    is_returning = models.BooleanField(null=True, blank=True)
+    consent_given = models.BooleanField(null=True, blank=True)  # the latest sent
+    consent_at = models.DateTimeField(null=True, blank=True)  # since when it has been given
+
     first_seen_at = models.DateTimeField()
     last_seen_at = models.DateTimeField()
     session_count = models.PositiveIntegerField(default=0)
@@ -45,6 +56,7 @@ class Prospect(models.Model):
             models.Index(fields=["email"], name="prospect_email"),
             models.Index(fields=["telefono"], name="prospect_telefono"),
             models.Index(fields=["-nivel_interes"], name="prospect_interest"),
+            models.Index(fields=["constructor_id"], name="prospect_constructor"),
         ]
 
     def __str__(self) -> str:

@@ -22,11 +22,19 @@ from .vocabulary import SCALAR_FIELDS, Momento, Stage, empty_data
 @dataclass(frozen=True)
 class SessionData:
     """What the fold reads of one of the visitor's sessions: its latest successful
-    extraction (None before the first), when it started and when its latest revision came."""
+    extraction (None before the first), when it started and when its latest revision came,
+    and what it said about where the visitor came from."""
 
     extracted: dict[str, Any] | None
     created_at: datetime
     revised_at: datetime
+    channel: str = "web"
+    constructor_id: str | None = None
+    constructor_at: datetime | None = None  # when the session first named its referrer
+    page_context: str = ""
+    is_returning: bool | None = None
+    consent_given: bool | None = None
+    consent_at: datetime | None = None
 
 
 def prospect_key(*, fingerprint: str, session_id: str = "") -> str:
@@ -71,6 +79,34 @@ def fold(extractions: Iterable[dict[str, Any]]) -> tuple[dict[str, Any], Stage]:
     return data, stage
 
 
+def attribution_fold(sessions: Sequence[SessionData]) -> dict[str, Any]:
+    """The prospect's attribution from its sessions (in order of their latest revision): the
+    earliest-named referrer keeps the credit, the latest page context, every channel seen,
+    returning if any session said so, and the latest consent (its time the start of the run
+    of consent it belongs to)."""
+    referred = [s for s in sessions if s.constructor_id is not None]
+    first = min(referred, key=lambda s: s.constructor_at or s.created_at, default=None)
+    page_context = next((s.page_context for s in reversed(sessions) if s.page_context), "")
+    returning = [s.is_returning for s in sessions if s.is_returning is not None]
+    consent: bool | None = None
+    consent_at: datetime | None = None
+    for s in sessions:
+        if s.consent_given is None:
+            continue
+        if not s.consent_given:
+            consent, consent_at = False, None
+        elif consent is not True:
+            consent, consent_at = True, s.consent_at
+    return {
+        "constructor_id": first.constructor_id if first is not None else None,
+        "page_context": page_context,
+        "channels": ",".join(sorted({s.channel for s in sessions})),
+        "is_returning": any(returning) if returning else None,
+        "consent_given": consent,
+        "consent_at": consent_at,
+    }
+
+
 def prospect_lock(*, tenant_id: int, key: str, fingerprint: str, seen_at: datetime) -> int:
     """The id of the tenant's visitor's Prospect, created on first sight, locked for this
     transaction.
@@ -101,7 +137,12 @@ def prospect_refold(*, prospect_id: int, sessions: Sequence[SessionData]) -> dic
     data, stage = fold(s.extracted for s in sessions if s.extracted is not None)
     # The furthest stage along the fold (SPEC §10), not the furthest ever stored: the prospect
     # stays a pure function of its sessions, so a replay converges on the same stage.
-    derived: dict[str, Any] = {**data, "stage": stage, "session_count": len(sessions)}
+    derived: dict[str, Any] = {
+        **data,
+        **attribution_fold(sessions),
+        "stage": stage,
+        "session_count": len(sessions),
+    }
     if sessions:
         derived["first_seen_at"] = min(s.created_at for s in sessions)
         derived["last_seen_at"] = max(s.revised_at for s in sessions)

@@ -58,6 +58,10 @@ class ProbeMiddleware:
         return self.get_response(request)
 
 
+# The producer's routes (with and without the trailing slash: ingestion.api.urls).
+PRODUCER_ROUTES = frozenset({"producer", "producer-slash"})
+
+
 class ProducerMetricsMiddleware:
     """Counts producer POSTs from their responses.
 
@@ -72,7 +76,7 @@ class ProducerMetricsMiddleware:
     def __call__(self, request: HttpRequest) -> HttpResponse:
         response = self.get_response(request)
         match = request.resolver_match
-        if request.method == "POST" and match is not None and match.url_name == "producer":
+        if request.method == "POST" and match is not None and match.url_name in PRODUCER_ROUTES:
             try:
                 outcome, reason = metrics.post_outcome(response.status_code, getattr(response, "data", None))
                 metrics.record_post(outcome, reason, tenant=tenant_var.get())

@@ -56,9 +56,19 @@ def parse_json_strict(raw: bytes) -> Any:
 
 
 class BoundedJSONParser(JSONParser):
+    """application/json, bounded and strict."""
+
     def parse(self, stream: IO[bytes] | None, media_type: Any = None, parser_context: Any = None) -> Any:
         limit = settings.NEXUS["MAX_BODY_BYTES"]
         raw = stream.read(limit + 1) if stream is not None else b""
         if len(raw) > limit:
             raise PayloadTooLarge(f"Request body exceeds {limit} bytes.")
         return parse_json_strict(raw)
+
+
+class BoundedTextJSONParser(BoundedJSONParser):
+    """A ``text/plain`` body holding JSON, under the same limits: what ``navigator.sendBeacon``
+    sends for a string (a page being closed cannot wait for a CORS preflight, and text/plain
+    needs none)."""
+
+    media_type = "text/plain"

@@ -6,6 +6,7 @@ walk, never a row, a task or a Claude call. Limits live in ``settings.NEXUS`` (S
 
 from __future__ import annotations
 
+import copy
 import json
 import re
 from collections.abc import Mapping
@@ -43,7 +44,20 @@ class _SurrogateValidator(ProhibitSurrogateCharactersValidator):
             )
 
 
-class StrictCharField(serializers.CharField):
+class ShallowCopiedField:
+    """A leaf field whose per-request copy is a shallow one.
+
+    DRF deep-copies every declared field for each serializer instance, and a field's deep copy
+    runs its ``__init__`` again (validators rebuilt): half of the producer's validation time.
+    A leaf field is read-only once built (its validators, choices and messages are only read),
+    so a shallow copy of the unbound declared field is the same field; ``bind`` then sets the
+    copy's own name and parent. Nested serializers and fields with a child keep DRF's copy."""
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> Any:
+        return copy.copy(self)
+
+
+class StrictCharField(ShallowCopiedField, serializers.CharField):
     """A string field that refuses numbers and booleans instead of coercing them.
 
     DRF's CharField already refuses NUL and surrogate characters (its validators run after
@@ -64,20 +78,36 @@ class StrictCharField(serializers.CharField):
         return super().to_internal_value(data)
 
 
+class ChoiceField(ShallowCopiedField, serializers.ChoiceField):
+    pass
+
+
 class MessageSerializer(serializers.Serializer):
-    role = serializers.ChoiceField(choices=["user", "assistant"])
+    """One turn. Keys other than role and content are tolerated and not kept (SPEC §3): the
+    transcript is its roles and texts. An empty text is allowed here and dropped by the
+    request (a failed stream leaves an empty assistant turn)."""
+
+    role = ChoiceField(choices=["user", "assistant"])
     # Whitespace is the visitor's text; keep it as sent.
-    content = StrictCharField(trim_whitespace=False)
+    content = StrictCharField(trim_whitespace=False, allow_blank=True)
 
-    def to_internal_value(self, data: Any) -> Any:
-        _refuse_unknown_keys(data, self.fields)
-        return super().to_internal_value(data)
-
-    def validate_content(self, value: str) -> str:
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
         limit = settings.NEXUS["MAX_MESSAGE_CHARS"]
-        if len(value) > limit:
-            raise serializers.ValidationError(f"Ensure this field has no more than {limit} characters.")
-        return value
+        content = attrs["content"]
+        if len(content) <= limit:
+            return {"role": attrs["role"], "content": content}
+        if attrs["role"] == "user":
+            # The visitor's words are the prospect's data: never cut them silently.
+            raise serializers.ValidationError(
+                {"content": [f"Ensure this field has no more than {limit} characters."]}
+            )
+        # The assistant's scripted answers reach 5-13k characters; what the visitor reveals
+        # is in their own turns, so the head is kept and the cut is marked on the turn.
+        return {"role": "assistant", "content": content[:limit], TRUNCATED_KEY: len(content)}
+
+
+# The stored turn's mark of a truncated assistant text: its length as sent.
+TRUNCATED_KEY = "truncatedFrom"
 
 
 class MessageListSerializer(serializers.ListSerializer):
@@ -111,16 +141,16 @@ class MetadataField(serializers.DictField):
         if path is not None:
             self.fail("unstorable", path=path)
         size_limit = settings.NEXUS["MAX_METADATA_BYTES"]
-        if len(json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode()) > size_limit:
+        if len(_compact(value)) > size_limit:
             self.fail("too_large", limit=size_limit)
         return value
 
 
-def _first_unstorable(value: Any, depth_limit: int) -> str | None:
+def _first_unstorable(value: Any, depth_limit: int, root: str = "metadata") -> str | None:
     """The path of the first unstorable string, ``"<depth>"`` when nested too deep, else None.
 
     Iterative, so a hostile nesting cannot exhaust the interpreter's stack."""
-    stack: list[tuple[Any, str, int]] = [(value, "metadata", 1)]
+    stack: list[tuple[Any, str, int]] = [(value, root, 1)]
     while stack:
         node, path, depth = stack.pop()
         if isinstance(node, dict | list) and depth > depth_limit:
@@ -137,45 +167,110 @@ def _first_unstorable(value: Any, depth_limit: int) -> str | None:
     return None
 
 
-def _refuse_unknown_keys(data: Any, fields: Mapping[str, Any]) -> None:
-    """Unknown properties are refused, not ignored.
+class StrictBooleanField(ShallowCopiedField, serializers.BooleanField):
+    """true, false or null; DRF's "yes"/1/"on" coercions are refused (wrong types are 400)."""
 
-    The widget is ours, so a refused key shows up at once in its console; an ignored one is
-    data silently lost (the earlier attempt lost every prospect to a misnamed key, SPEC §5).
-    It also keeps the OpenAPI schema honest (``additionalProperties: false``) for the fuzzer.
-    """
-    if not isinstance(data, Mapping):
-        return  # DRF reports the wrong type itself
-    unknown = sorted(str(key) for key in data if key not in fields)
-    if unknown:
-        allowed = ", ".join(fields)
-        raise serializers.ValidationError({unknown[0]: [f"Unknown field; allowed fields are {allowed}."]})
+    default_error_messages = {"invalid": "Must be a boolean."}
+
+    def to_internal_value(self, data: Any) -> bool:
+        if not isinstance(data, bool):
+            self.fail("invalid")
+        return data
+
+
+CHANNELS = ("web", "whatsapp", "api")
 
 
 class ProducerRequestSerializer(serializers.Serializer):
+    """The POST body. Unknown top-level fields are accepted and returned under ``extra``,
+    bounded like metadata (the widget adds a field every few months: SPEC §12)."""
+
     messages = MessageListSerializer(child=MessageSerializer(), allow_empty=False)
     sessionId = StrictCharField(min_length=1, max_length=128, trim_whitespace=False, validators=[_ID_CHARSET])
     fingerprint = StrictCharField(
         required=False,
         allow_blank=True,
+        allow_null=True,  # some widget paths send null: the same as absent
         max_length=128,
         default="",
         trim_whitespace=False,  # ids are exact: "fp\n" is refused, not silently another id
         validators=[_ID_CHARSET],
     )
     metadata = MetadataField(required=False, default=dict)
+    # Attribution (REAL_SITE.md): the referring distributor's slug from the page URL, or null.
+    constructorId = StrictCharField(
+        required=False,
+        allow_null=True,
+        allow_blank=True,
+        default=None,
+        max_length=128,
+        trim_whitespace=False,
+        validators=[_ID_CHARSET],
+    )
+    # Which page the chat runs on (catalogo_productos, 12_niveles, default, …); free text, bounded.
+    pageContext = StrictCharField(
+        required=False, allow_null=True, allow_blank=True, default="", max_length=128
+    )
+    isReturningUser = StrictBooleanField(required=False, allow_null=True, default=None)
+    consentGiven = StrictBooleanField(required=False, allow_null=True, default=None)
+    channel = ChoiceField(choices=CHANNELS, required=False, default="web")
 
     def to_internal_value(self, data: Any) -> Any:
-        _refuse_unknown_keys(data, self.fields)
-        return super().to_internal_value(data)
+        extra = {k: v for k, v in data.items() if k not in self.fields} if isinstance(data, Mapping) else {}
+        value = super().to_internal_value(data)
+        value["extra"] = _bounded_extra(extra, value["metadata"])
+        return value
+
+    def validate_fingerprint(self, value: str | None) -> str:
+        return value or ""
+
+    def validate_constructorId(self, value: str | None) -> str | None:
+        return value or None
+
+    def validate_pageContext(self, value: str | None) -> str:
+        return value or ""
 
     def validate_messages(self, value: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        return [{"role": m["role"], "content": m["content"]} for m in value]
+        # Blank turns carry nothing (an empty assistant turn is a stream that returned no
+        # bytes); duplicate and stale detection compare what is left.
+        kept = [m for m in value if m["content"].strip()]
+        if not any(m["role"] == "user" for m in kept):
+            raise serializers.ValidationError("Must contain at least one non-blank user message.")
+        return kept
+
+
+def _bounded_extra(extra: dict[str, Any], metadata: dict[str, Any]) -> dict[str, Any]:
+    """Unknown top-level fields, kept within metadata's bounds (together with metadata)."""
+    if not extra:
+        return extra
+    first = sorted(str(key) for key in extra)[0]
+    depth_limit = settings.NEXUS["MAX_METADATA_DEPTH"]
+    # A top-level field is one level shallower than metadata's contents: same depth budget.
+    path = _first_unstorable(extra, depth_limit, root="")
+    if path == "<depth>":
+        raise serializers.ValidationError({first: [f"Nesting deeper than {depth_limit} levels."]})
+    if path is not None:
+        name = path.lstrip(".") or first
+        raise serializers.ValidationError(
+            {first: [f"Contains a NUL byte or an unpaired surrogate at {name}."]}
+        )
+    size_limit = settings.NEXUS["MAX_METADATA_BYTES"]
+    size = len(_compact(extra)) + (len(_compact(metadata)) if metadata else 0)
+    if size > size_limit:
+        raise serializers.ValidationError(
+            {first: [f"Unknown fields and metadata together exceed {size_limit} bytes serialized."]}
+        )
+    return extra
+
+
+def _compact(value: Any) -> bytes:
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode()
 
 
 class AcceptedSerializer(serializers.Serializer):
     """The 202 body (SPEC §3). The view serializes every answer through it, so the OpenAPI
-    document and the wire cannot disagree; a false flag is left out of the body."""
+    document and the wire cannot disagree; a false duplicate or stale flag is left out of the
+    body, ``continued`` is always there."""
 
     status = serializers.CharField(default="accepted", help_text='Always "accepted".')
     messageId = serializers.CharField(help_text="A new id for this request (or the X-Request-Id sent).")
@@ -186,6 +281,10 @@ class AcceptedSerializer(serializers.Serializer):
         required=False, help_text="The exact transcript was already received."
     )
     stale = serializers.BooleanField(required=False, help_text="An older transcript (a late retry), ignored.")
+    continued = serializers.BooleanField(
+        help_text="The transcript extends a recent job of another sessionId (same fingerprint "
+        "when both have one): it became a revision of that job, whose queueId this is.",
+    )
 
     _FLAGS = ("duplicate", "stale")
 
@@ -213,6 +312,9 @@ class JobStatusSerializer(serializers.Serializer):
 
     queueId = serializers.UUIDField(source="id")
     tenant = serializers.CharField(source="tenant.slug", help_text="The site or channel the job belongs to.")
+    channel = serializers.ChoiceField(
+        choices=["web", "whatsapp", "api"], help_text="Where the chat happens, as its POSTs said."
+    )
     status = serializers.ChoiceField(choices=["pending", "processing", "completed", "failed"])
     revision = serializers.IntegerField()
     processedRevision = serializers.IntegerField(source="processed_revision")

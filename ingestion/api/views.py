@@ -8,7 +8,7 @@ from typing import Any
 from django.conf import settings
 from django.shortcuts import get_object_or_404
 from django.utils import timezone
-from drf_spectacular.utils import OpenApiResponse, extend_schema
+from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_view
 from rest_framework import status
 from rest_framework.authentication import BasicAuthentication, SessionAuthentication
 from rest_framework.permissions import IsAdminUser
@@ -21,12 +21,18 @@ from tenants.directory import TenantRef
 from .. import selectors
 from ..logcontext import request_id_var
 from ..models import Job
-from ..ops import health
-from ..services import Outcome, job_accept
+from ..ops import health, metrics
+from ..services import Attribution, Outcome, job_accept
 from . import openapi  # noqa: F401 - registers the key's security scheme
 from .errors import PayloadTooLarge
-from .parsers import BoundedJSONParser
-from .serializers import AcceptedSerializer, ErrorSerializer, JobStatusSerializer, ProducerRequestSerializer
+from .parsers import BoundedJSONParser, BoundedTextJSONParser
+from .serializers import (
+    TRUNCATED_KEY,
+    AcceptedSerializer,
+    ErrorSerializer,
+    JobStatusSerializer,
+    ProducerRequestSerializer,
+)
 from .tenancy import TenantKeyAuthentication, resolve
 from .throttling import BatchedThrottlesMixin, ClientIpThrottle, KeyThrottle, SessionThrottle
 
@@ -37,7 +43,8 @@ class ProducerView(BatchedThrottlesMixin, APIView):
     # A server-side producer's key (Authorization: Bearer); browsers send none.
     authentication_classes: list[Any] = [TenantKeyAuthentication]
     permission_classes: list[Any] = []
-    parser_classes = [BoundedJSONParser]
+    # text/plain is what navigator.sendBeacon sends for a JSON string; the same limits apply.
+    parser_classes = [BoundedJSONParser, BoundedTextJSONParser]
     # The IP throttle bounds a machine (not a keyed server: it posts for all its visitors from
     # one address), the key throttle a keyed server, the session throttle (POST only) one
     # sessionId of one tenant.
@@ -99,7 +106,9 @@ class ProducerView(BatchedThrottlesMixin, APIView):
                 ),
             ),
             413: OpenApiResponse(ErrorSerializer, description="Body over the byte limit."),
-            415: OpenApiResponse(ErrorSerializer, description="Body is not application/json."),
+            415: OpenApiResponse(
+                ErrorSerializer, description="Body is neither application/json nor text/plain."
+            ),
             429: OpenApiResponse(ErrorSerializer, description="Throttled; see Retry-After."),
             503: OpenApiResponse(
                 ErrorSerializer,
@@ -116,13 +125,24 @@ class ProducerView(BatchedThrottlesMixin, APIView):
         client_id_kept = request.headers.get("X-Request-Id") == correlation_id
         message_id = uuid.uuid4().hex if client_id_kept else correlation_id
         assert self.tenant is not None  # check_permissions settled it for every POST
+        messages = data["messages"]
         accepted = job_accept(
             tenant_id=self.tenant.id,
             session_id=data["sessionId"],
             fingerprint=data["fingerprint"],
-            messages=data["messages"],
-            metadata=_enriched_metadata(request, data["metadata"]),
+            messages=messages,
+            metadata=_enriched_metadata(request, data["metadata"], data["extra"]),
+            attribution=Attribution(
+                channel=data["channel"],
+                constructor_id=data["constructorId"],
+                page_context=data["pageContext"],
+                is_returning=data["isReturningUser"],
+                consent_given=data["consentGiven"],
+            ),
         )
+        truncated = sum(1 for m in messages if TRUNCATED_KEY in m)
+        if truncated:
+            metrics.record_truncated(truncated)
         body = AcceptedSerializer(
             {
                 "messageId": message_id,
@@ -130,6 +150,7 @@ class ProducerView(BatchedThrottlesMixin, APIView):
                 "message": _ANSWERS[accepted.outcome],
                 "duplicate": accepted.outcome is Outcome.DUPLICATE,
                 "stale": accepted.outcome is Outcome.STALE,
+                "continued": accepted.continued,
             }
         ).data
         return Response(
@@ -175,13 +196,20 @@ _ANSWERS = {
 }
 
 
-def _enriched_metadata(request: Request, metadata: dict[str, Any]) -> dict[str, Any]:
-    return {
+# Where a POST's unknown top-level fields are kept, inside the job's metadata.
+EXTRA_FIELDS_KEY = "extraFields"
+
+
+def _enriched_metadata(request: Request, metadata: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+    enriched = {
         **metadata,
         "enqueuedAt": timezone.now().isoformat(),
         "url": metadata.get("url") or _header(request, "Referer"),
         "userAgent": metadata.get("userAgent") or _header(request, "User-Agent"),
     }
+    if extra:
+        enriched[EXTRA_FIELDS_KEY] = extra
+    return enriched
 
 
 # Headers are client input too: bounded, and without the NUL that PostgreSQL cannot store.
@@ -190,6 +218,11 @@ _HEADER_LIMIT = 2048
 
 def _header(request: Request, name: str) -> str:
     return request.headers.get(name, "")[:_HEADER_LIMIT].replace("\x00", "")
+
+
+@extend_schema_view(post=extend_schema(exclude=True), get=extend_schema(exclude=True))
+class ProducerSlashView(ProducerView):
+    """``/api/nexus/producer/``: the same endpoint (the schema documents it once)."""
 
 
 class JobDetailView(APIView):

@@ -45,6 +45,15 @@ POSTS = Counter(
 # are the tenants' slugs (rows an operator made) plus this one, never client input.
 UNKNOWN_TENANT = "unknown"
 
+TRUNCATED_TURNS = Counter(
+    "nexus_producer_truncated_turns",
+    "Assistant turns over the per-message limit, accepted with their head kept (marked truncatedFrom).",
+    # A label (one value) so that, as for POSTS, multiprocess mode opens its file at the
+    # first count, not at import: an unwritable directory then costs a count, never the app.
+    ["limit"],
+    registry=_REQUESTS,
+)
+
 # Seconds; from a fast offline extraction to a Claude call near its 30 s timeout, and for the
 # pipeline latency the 5 s alert threshold sits on a bucket edge.
 LATENCY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 300.0)
@@ -57,6 +66,14 @@ def record_post(outcome: str, reason: str = "", tenant: str = "") -> None:
     """Count one producer POST: ``accepted``, ``duplicate``, ``stale`` or ``rejected`` (with
     reason), for the tenant it settled on (a slug from the tenants table, or ``unknown``)."""
     POSTS.labels(tenant=tenant or UNKNOWN_TENANT, outcome=outcome, reason=reason).inc()
+
+
+def record_truncated(turns: int) -> None:
+    """Count assistant turns truncated in an accepted POST (a lost count, never a lost POST)."""
+    try:
+        TRUNCATED_TURNS.labels(limit="message_chars").inc(turns)
+    except OSError as exc:  # multiprocess files unwritable
+        logger.warning("truncation metric not counted", extra={"error": type(exc).__name__})
 
 
 def post_outcome(status_code: int, body: Any) -> tuple[str, str]:

@@ -101,7 +101,9 @@ CASES: list[tuple[str, bytes, str, int]] = [
     ("empty body", b"", JSON, 400),
     ("null", b"null", JSON, 400),
     ("truncated json", body()[:-5], JSON, 400),
-    ("text/plain", body(), "text/plain", 415),
+    ("text/plain not json", b"hola, soy Ana", "text/plain", 400),  # sendBeacon's type, same parser
+    ("text/plain truncated json", body()[:-5], "text/plain;charset=UTF-8", 400),
+    ("text/html", body(), "text/html", 415),
     ("form encoded", b"messages=hola&sessionId=x", "application/x-www-form-urlencoded", 415),
     ("multipart", b"--b\r\n\r\nx\r\n--b--", "multipart/form-data; boundary=b", 415),
     ("xml", b"<messages/>", "application/xml", 415),

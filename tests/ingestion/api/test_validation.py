@@ -42,7 +42,15 @@ def assert_refused(response, status: int, field: str | None = None) -> dict:
         ({"fingerprint": "f" * 129}, "fingerprint"),
         ({"fingerprint": 123}, "fingerprint"),
         ({"messages": [{"role": "user", "content": "a\x00b"}]}, "messages[0].content"),
-        ({"messages": [{"role": "user", "content": "hi", "extra": 1}]}, "messages[0].extra"),
+        ({"messages": [{"role": "user", "content": "x" * 8001}]}, "messages[0].content"),
+        ({"messages": [{"role": "user", "content": None}]}, "messages[0].content"),
+        ({"messages": [{"role": "user", "content": 5}]}, "messages[0].content"),
+        ({"messages": [{"role": "assistant", "content": "hola"}]}, "messages"),
+        (
+            {"messages": [{"role": "user", "content": "  "}, {"role": "assistant", "content": "hi"}]},
+            "messages",
+        ),
+        ({"messages": [{"role": "user", "content": ""}]}, "messages"),
         ({"messages": ["hola"]}, "messages[0]"),
         ({"metadata": {"url": "a\x00b"}}, "metadata"),
         ({"metadata": {"a\x00": "b"}}, "metadata"),
@@ -50,8 +58,17 @@ def assert_refused(response, status: int, field: str | None = None) -> dict:
         ({"metadata": {"blob": "x" * 20_000}}, "metadata"),
         ({"metadata": {"a": {"b": {"c": {"d": {"e": {}}}}}}}, "metadata"),
         ({"metadata": "url"}, "metadata"),
-        ({"sessionid": "typo"}, "sessionid"),
-        ({"extra": True}, "extra"),
+        ({"constructorId": "a b"}, "constructorId"),
+        ({"constructorId": 7}, "constructorId"),
+        ({"pageContext": "p" * 129}, "pageContext"),
+        ({"isReturningUser": "yes"}, "isReturningUser"),
+        ({"consentGiven": 1}, "consentGiven"),
+        ({"channel": "sms"}, "channel"),
+        ({"unknownThing": "a\x00b"}, "unknownThing"),
+        ({"unknownThing": {"a": {"b": {"c": {"d": {"e": {}}}}}}}, "unknownThing"),
+        ({"unknownThing": "x" * 20_000}, "unknownThing"),
+        # Together with metadata, unknown fields stay within metadata's byte bound.
+        ({"metadata": {"blob": "x" * 9_000}, "unknownThing": "y" * 9_000}, "unknownThing"),
     ],
 )
 def test_field_violations_are_400_naming_the_field(api, overrides, field):
@@ -102,11 +119,25 @@ def test_invalid_utf8_is_400(api):
     assert_refused(post_raw(api, raw), 400)
 
 
+def test_text_plain_body_under_the_same_limits(api, settings):
+    # What navigator.sendBeacon sends for a JSON string.
+    raw = json.dumps(producer_body(session_id="beacon-1"))
+
+    response = post_raw(api, raw, content_type="text/plain;charset=UTF-8")
+
+    assert response.status_code == 202, response.content
+    assert Job.objects.get().session_id == "beacon-1"
+    Job.objects.all().delete()
+    assert_refused(post_raw(api, "not json", content_type="text/plain"), 400)
+    settings.NEXUS = {**settings.NEXUS, "MAX_BODY_BYTES": 1000}
+    assert_refused(post_raw(api, json.dumps(producer_body(transcript("x" * 2000))), "text/plain"), 413)
+
+
 def test_wrong_content_type_is_415_json(api):
     raw = json.dumps(producer_body())
 
     for content_type in (
-        "text/plain",
+        "text/html",
         "application/x-www-form-urlencoded",
         "multipart/form-data; boundary=x",
     ):
