@@ -33,7 +33,11 @@ def caps(settings, redis_client):
 
 
 def new_job(session_id: str) -> Job:
-    accepted = job_accept(session_id=session_id, fingerprint="", messages=SEED_MESSAGES, metadata={})
+    # Its own visitor: the same transcript without fingerprints under another sessionId would
+    # continue the first job (one chat), not start a second session.
+    accepted = job_accept(
+        session_id=session_id, fingerprint=f"fp-{session_id}", messages=SEED_MESSAGES, metadata={}
+    )
     return Job.objects.get(id=accepted.job_id)
 
 

@@ -28,7 +28,10 @@ def claude(fast_pipeline, claude_settings, fake_claude):
 
 
 def post(api, messages=SEED_MESSAGES, session_id="s-1"):
-    response = api.post("/api/nexus/producer", producer_body(messages, session_id=session_id), format="json")
+    # One visitor per session: the same transcript from the same visitor under another
+    # sessionId would be the same chat continued (one job), not a second session.
+    body = producer_body(messages, session_id=session_id, fingerprint=f"fp-{session_id}")
+    response = api.post("/api/nexus/producer", body, format="json")
     assert response.status_code == 202
     return response.json()["queueId"]
 
