@@ -1,9 +1,10 @@
-"""URL map: the public API under /api/, probes at the root, admin, OpenAPI docs."""
+"""URL map: the public API under /api/, probes at the root, admin, OpenAPI docs, the widget demo."""
 
 from django.contrib import admin
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
+from ingestion.api.demo import demo_widget
 from ingestion.api.probes import healthz, prometheus_metrics, readyz
 
 urlpatterns = [
@@ -14,4 +15,5 @@ urlpatterns = [
     path("readyz", readyz, name="readyz"),
     path("metrics", prometheus_metrics, name="metrics"),
     path("admin/", admin.site.urls),
+    path("demo/widget/", demo_widget, name="demo-widget"),  # development only (404 in production)
 ]
