@@ -103,6 +103,8 @@
     var tries = {};
     var unreachable = {};
     var waiters = {};
+    var parked = {};
+    var gone = false;
 
     function body(messages, context) {
       var b = { messages: [], sessionId: sessionId, fingerprint: fingerprint };
@@ -149,6 +151,10 @@
     }
 
     function done(key, entry, batch, status, answer, after) {
+      // The page is going away: Chromium fails its fetches' promises then, but a keepalive
+      // request goes on. Sending it again now would only make a duplicate; the entry stays in
+      // the outbox (still "in flight") for the next page view to confirm.
+      if (!status && gone) { parked[key] = 1; return; }
       delete inflight[key];
       var current = read(key);
       var same = current && current.id === entry.id;
@@ -204,7 +210,14 @@
     }
 
     function leave() { flush(true).catch(noop); }
-    w.addEventListener('pagehide', leave);
+    w.addEventListener('pagehide', function () { leave(); gone = true; });
+    w.addEventListener('pageshow', function (event) { // back from the back-forward cache
+      if (!event.persisted) return;
+      gone = false;
+      for (var key in parked) delete inflight[key];
+      parked = {};
+      flush().catch(noop);
+    });
     document.addEventListener('visibilitychange', function () { if (document.visibilityState === 'hidden') leave(); });
     w.addEventListener('online', function () { unreachable = {}; flush().catch(noop); });
     setTimeout(function () { flush().catch(noop); }, 0); // what earlier page views left
