@@ -72,6 +72,7 @@ class Seen:
     origin: str
     session_id: str | None
     status: int
+    headers: dict[str, str]  # lower-cased names
 
 
 @dataclass
@@ -96,9 +97,9 @@ class Proxy:
         with self._lock:
             return [s for s in self.seen if s.method == "POST" and s.session_id == session_id]
 
-    def requests_from(self, origin: str) -> list[Seen]:
+    def requests_from(self, origin: str, since: float) -> list[Seen]:
         with self._lock:
-            return [s for s in self.seen if s.origin == origin]
+            return [s for s in self.seen if s.origin == origin and s.at >= since]
 
     def start(self) -> None:
         proxy = self
@@ -131,7 +132,8 @@ class Proxy:
                     status, headers, payload = self.forward(body)
                 with proxy._lock:
                     origin = self.headers.get("Origin", "")
-                    proxy.seen.append(Seen(at, self.command, self.path, origin, session_id, status))
+                    asked = {k.lower(): v for k, v in self.headers.items()}
+                    proxy.seen.append(Seen(at, self.command, self.path, origin, session_id, status, asked))
                 self.send_response(status)
                 for name, value in headers:
                     self.send_header(name, value)
@@ -186,7 +188,7 @@ HOST_PAGE = """<!doctype html>
   window.errors = [];
   var q = new URLSearchParams(location.search);
   window.nexus = NexusIngest.connect({{
-    endpoint: q.get('endpoint'), onError: function (e) {{ errors.push(e); }}
+    endpoint: q.get('endpoint'), tenant: q.get('tenant'), onError: function (e) {{ errors.push(e); }}
   }});
   function keep(promise) {{
     promise.then(function (r) {{ results.push({{ok: r}}); }},
@@ -247,8 +249,8 @@ class Stack:
     browser: Any
     takes_context: bool
 
-    def host_url(self, origin: str | None = None) -> str:
-        return f"{origin or self.pages.allowed_origin}/host?endpoint={self.proxy.url}"
+    def host_url(self, origin: str | None = None, tenant: str = "") -> str:
+        return f"{origin or self.pages.allowed_origin}/host?endpoint={self.proxy.url}&tenant={tenant}"
 
 
 def _spawn(argv: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
@@ -443,7 +445,7 @@ def visitor_turns(job: Job) -> list[str]:
 def test_three_growing_transcripts_end_as_one_job_at_revision_3(stack, host):
     for n in (1, 2, 3):
         host.page.evaluate("m => rec(m)", turns(n))
-        wait_for(lambda n=n: len(host.results()) == n, DEADLINE)
+        wait_for(lambda: len(host.results()) == n, DEADLINE)  # noqa: B023 (called at once)
 
     job = wait_job(host.session_id, lambda j: j.revision == 3 and j.processed_revision == 3)
 
@@ -454,8 +456,29 @@ def test_three_growing_transcripts_end_as_one_job_at_revision_3(stack, host):
     assert {r["ok"]["queueId"] for r in results} == {str(job.id)}
     assert [r["ok"]["duplicate"] for r in results] == [False, False, False]
     assert all(r["ok"]["continued"] is False for r in results)
-    assert len(stack.proxy.posts(host.session_id)) == 3
+    posts = stack.proxy.posts(host.session_id)
+    assert len(posts) == 3
+    assert all(p.headers["content-type"] == "application/json" for p in posts)
+    assert not any("x-tenant-id" in p.headers for p in posts)  # no tenant given, none sent
     assert host.pending() == 0 and host.outbox() == []
+
+
+def test_a_tenant_given_is_sent_as_x_tenant_id(stack, host):
+    since = time.monotonic()
+    host.open(stack.host_url(tenant="ecommerce"))
+    host.page.evaluate("m => rec(m)", turns(1))
+
+    (preflight, *_) = wait_for(
+        lambda: [
+            s for s in stack.proxy.requests_from(stack.pages.allowed_origin, since) if s.method == "OPTIONS"
+        ]
+    )
+    # The browser asks the service for leave to send the header; whether it is allowed is the
+    # service's CORS setting (README, "The CORS and tenant settings").
+    asked = preflight.headers["access-control-request-headers"].split(",")
+    assert sorted(asked) == ["content-type", "x-tenant-id"]
+    posts = stack.proxy.posts(host.session_id)
+    assert all(p.headers["x-tenant-id"] == "ecommerce" for p in posts)
 
 
 def test_offline_records_are_delivered_once_at_the_last_revision_when_back_online(stack, host):
@@ -552,13 +575,14 @@ def test_a_permanent_refusal_rejects_once_and_leaves_the_outbox_empty(stack, hos
 
 
 def test_an_unknown_origin_is_refused_by_cors_and_the_client_reports_it_without_retrying_forever(stack, host):
+    since = time.monotonic()
     host.open(stack.host_url(stack.pages.unknown_origin))
     host.page.evaluate("m => rec(m)", turns(1))
 
     (error,) = wait_for(lambda: host.page.evaluate("errors"), DEADLINE)
 
     assert error["type"] == "unreachable" and error["attempts"] == MAX_UNREACHABLE
-    tried = stack.proxy.requests_from(stack.pages.unknown_origin)
+    tried = stack.proxy.requests_from(stack.pages.unknown_origin, since)
     # Each try is a preflight the service refused; no POST got through.
     assert [t.method for t in tried] == ["OPTIONS"] * MAX_UNREACHABLE
     assert host.results() == []  # not accepted, not refused: the Promise waits
@@ -583,7 +607,7 @@ def test_storage_blocked_degrades_to_memory_and_says_so_once(stack):
         visitor.open(stack.host_url())
         for n in (1, 2):
             page.evaluate("m => rec(m)", turns(n))
-            wait_for(lambda n=n: len(visitor.results()) == n, DEADLINE)
+            wait_for(lambda: len(visitor.results()) == n, DEADLINE)  # noqa: B023 (called at once)
 
         job = wait_job(visitor.session_id, lambda j: j.revision == 2)
         assert visitor_turns(job) == [m["content"] for m in turns(2) if m["role"] == "user"]
