@@ -316,6 +316,9 @@ def stack(
         NEXUS_THROTTLE_IP_RATE="off",
         NEXUS_THROTTLE_SESSION_RATE="off",
         CORS_ALLOWED_ORIGINS=pages.allowed_origin,
+        # With tenants (SPEC §12) each process caches the tenant rows; the flush between tests
+        # recreates them, so the stack must not remember ids of rows that are gone.
+        NEXUS_TENANT_CACHE_SECONDS="0",
         EXTRACTOR="offline",
         GUNICORN_BIND=f"127.0.0.1:{web_port}",
         WEB_CONCURRENCY="2",

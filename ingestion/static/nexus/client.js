@@ -127,6 +127,9 @@
     // timer (flush, online, page hidden); `leaving` sends only what keepalive can carry.
     function send(key, now, leaving) {
       if (inflight[key] || (timers[key] && !now)) return inflight[key];
+      // Offline, nothing is sent (Chromium may hold such a request and deliver it late, after a
+      // newer one): the `online` event sends the latest.
+      if (navigator.onLine === false) return;
       var entry = read(key);
       if (!entry || !entry.b) { remove(LS, key); return; }
       var size = new Blob([entry.b]).size;
