@@ -620,6 +620,25 @@ def test_storage_blocked_degrades_to_memory_and_says_so_once(stack):
         context.close()
 
 
+def test_misuse_never_throws_into_the_host_page(stack, host):
+    page_errors: list[str] = []
+    host.page.on("pageerror", lambda error: page_errors.append(str(error)))
+
+    outcome = host.page.evaluate(
+        """async () => {
+             const settled = (p) => p.then(() => 'resolved', (e) => 'rejected: ' + e.message);
+             const inert = NexusIngest.connect();  // no endpoint
+             return [await settled(nexus.record(null)), await settled(inert.record([])),
+                     inert.pending(), await inert.flush(), typeof nexus.record(undefined).then];
+           }"""
+    )
+
+    assert outcome[0].startswith("rejected") and outcome[1].startswith("rejected")
+    assert outcome[2:] == [0, 0, "function"]
+    assert page_errors == []  # nothing thrown, no unhandled rejection
+    assert host.pending() == 0  # nothing recorded
+
+
 def test_the_readme_snippet_sends_the_real_sites_context(stack, host):
     if not stack.takes_context:
         pytest.skip(

@@ -239,5 +239,10 @@
     };
   }
 
-  w.NexusIngest = { version: VERSION, connect: connect };
+  w.NexusIngest = {
+    version: VERSION,
+    connect: function (options) {
+      try { return connect(options); } catch (e) { return stub('connect() failed: ' + e); }
+    }
+  };
 })(window);
