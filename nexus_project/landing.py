@@ -17,6 +17,7 @@ def landing(request: HttpRequest) -> HttpResponse:
     parts = [
         ("Admin", "/admin/", "prospects, jobs and extractions (make superuser for the first login)"),
         ("Prospects", "/admin/prospects/prospect/", "the result: one row per visitor"),
+        ("Widget demo", "/demo/widget/", "a chat box on the browser client; watch each job complete"),
         ("API docs", "/api/docs/", "Swagger UI of the API (Redoc: /api/redoc/, schema: /api/schema/)"),
         ("Health", "/api/nexus/producer", "GET: healthy, degraded or unhealthy, with the reasons"),
         (

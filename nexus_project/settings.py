@@ -23,6 +23,7 @@ from kombu import Queue
 from .embedded import dev_database_missing_hint, dev_database_url
 from .env import TENANT_SLUG, env_bool, env_float, env_int, env_list, env_str, env_tenants
 from .prices import ANTHROPIC_PRICES as _DEFAULT_PRICES
+from .staticfiles import CLIENT_IMMUTABLE, client_cache_headers
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(env_str("NEXUS_VAR_DIR", str(BASE_DIR / "var")))
@@ -470,6 +471,10 @@ STORAGES = {
     "staticfiles": {"BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"},
 }
 WHITENOISE_USE_FINDERS = not PRODUCTION  # dev serves admin assets without collectstatic
+# The browser client: its versioned name is immutable, its plain name cached for a day
+# (nexus_project/staticfiles.py says why).
+WHITENOISE_IMMUTABLE_FILE_TEST = CLIENT_IMMUTABLE
+WHITENOISE_ADD_HEADERS_FUNCTION = client_cache_headers
 
 # --- Security (production) --------------------------------------------------------------------
 SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")

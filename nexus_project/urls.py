@@ -1,10 +1,11 @@
 """URL map: the public API under /api/, probes at the root, admin, OpenAPI docs, and in
-development a landing page at /."""
+development a landing page at / and the widget demo."""
 
 from django.contrib import admin
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
 
+from ingestion.api.demo import demo_widget
 from ingestion.api.probes import healthz, prometheus_metrics, readyz
 
 from .landing import landing
@@ -19,4 +20,5 @@ urlpatterns = [
     path("metrics", prometheus_metrics, name="metrics"),
     path("admin/", admin.site.urls),
     path("", landing, name="landing"),
+    path("demo/widget/", demo_widget, name="demo-widget"),  # development only (404 in production)
 ]

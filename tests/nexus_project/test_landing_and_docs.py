@@ -12,7 +12,14 @@ pytestmark = pytest.mark.django_db
 def test_landing_page_lists_the_parts_in_development(client, settings):
     settings.DEBUG = True
     page = client.get("/").content.decode()
-    for url in ("/admin/", "/admin/prospects/prospect/", "/api/docs/", "/api/nexus/producer", ":5555/"):
+    for url in (
+        "/admin/",
+        "/admin/prospects/prospect/",
+        "/demo/widget/",
+        "/api/docs/",
+        "/api/nexus/producer",
+        ":5555/",
+    ):
         assert url in page
 
 
