@@ -100,6 +100,12 @@ def run_gunicorn(tmp_path: Path, **extra_env: str) -> Iterator[tuple[str, int]]:
         log.close()
 
 
+def body_for(session_id: str) -> dict:
+    """A session of its own visitor: the same transcript from one visitor under another
+    sessionId is the same chat continued (a duplicate), not a new session."""
+    return producer_body(session_id=session_id, fingerprint=f"fp-{session_id}")
+
+
 def post(base: str, body: dict) -> int:
     request = urllib.request.Request(
         f"{base}/api/nexus/producer",
@@ -147,7 +153,7 @@ def test_metrics_sum_the_post_counters_of_every_worker(gunicorn):
     # In rounds, because on a loaded machine the second worker may still be booting when the
     # first round arrives (/healthz answered by one worker says nothing of the other).
     for round_ in range(100):
-        bodies = [producer_body(session_id=f"gu-{round_}-{n}") for n in range(24)] + [
+        bodies = [body_for(f"gu-{round_}-{n}") for n in range(24)] + [
             {"messages": [], "sessionId": f"gu-bad-{round_}-{n}"} for n in range(16)
         ]
         with ThreadPoolExecutor(max_workers=8) as pool:
@@ -167,14 +173,14 @@ def test_metrics_sum_the_post_counters_of_every_worker(gunicorn):
 def test_gunicorn_keeps_its_metrics_directory_over_a_reload_and_removes_it_at_exit(gunicorn):
     base, master_pid = gunicorn
     (directory,) = own_multiproc_dirs(master_pid)
-    assert post(base, producer_body(session_id="gu-before")) == 202
+    assert post(base, body_for("gu-before")) == 202
 
     old_workers = worker_pids(master_pid)
     os.kill(master_pid, signal.SIGHUP)  # reload: config re-read, workers replaced
     # The new workers boot (imports, warm-up) before they answer; on a loaded machine that
     # takes longer than any fixed pause.
     wait_for(lambda: (pids := worker_pids(master_pid)) and not pids & old_workers, timeout=60, interval=0.2)
-    assert post(base, producer_body(session_id="gu-after")) == 202
+    assert post(base, body_for("gu-after")) == 202
 
     assert own_multiproc_dirs(master_pid) == [directory]
     assert posts_counted(base) == {"accepted": 2}  # the old workers' counts are kept
