@@ -1,5 +1,5 @@
 """A test host of the suite's own: a network namespace joined to this one by a veth pair, with
-addresses only inside the pair (10.213.0.0/24), made and removed by the suite.
+addresses only inside the pair (a /24 of 10.213.0.0/16), made and removed by the suite.
 
 The servers stay on 127.0.0.1; inside the pair each has an address of its own on this side
 (PostgreSQL .1, Redis .2, the fake Claude .3), forwarded to its loopback port by a small TCP
@@ -10,6 +10,7 @@ namespace drops every packet to that address, as a partition does, until it is h
 from __future__ import annotations
 
 import contextlib
+import os
 import shutil
 import socket
 import subprocess
@@ -17,7 +18,9 @@ import threading
 import uuid
 from typing import Any
 
-PREFIX = "10.213.0"
+# A /24 of 10.213.0.0/16 per test process, so two suites on one machine (a developer's run
+# beside CI's) never give the same address to two veth pairs.
+PREFIX = f"10.213.{os.getpid() % 250 + 1}"
 HOST_SIDE = f"{PREFIX}.10"
 TARGETS = {"postgres": f"{PREFIX}.1", "redis": f"{PREFIX}.2", "claude": f"{PREFIX}.3"}
 
