@@ -1,0 +1,161 @@
+"""The web's faults on test hosts of the suite's own, in the suite's style (the same scripted
+traffic, the fault-free oracle, the same assertions, one summary line each):
+
+- web ↔ PostgreSQL partition: gunicorn runs in a network namespace (tests/chaos/netns.py) and
+  is cut off from PostgreSQL (every packet from it dropped on arrival) while the POSTs keep coming; every POST
+  answers 503 with Retry-After (never 500), the load client waits out Retry-After and retries,
+  and once healed nothing is lost.
+- slow dependencies: 200 ms added to every chunk each way between every process and
+  PostgreSQL, then Redis (tests/chaos/delay_relay.py: this kernel has no ``sch_netem``, so the
+  delay is a user-space relay); POSTs stay bounded, none answers 500, the pipeline drains.
+
+    make chaos PYTEST_ARGS="-k partition_web"
+    make chaos PYTEST_ARGS="-k slow_dependency"
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from . import traffic
+from .conftest import REPORT
+from .delay_relay import DelayRelay
+from .netns import HOST_SIDE, WorkerHost, available, firewall_available
+from .scenario import Context, Outcome, Stack, run
+from .services import free_port
+from .test_chaos import assert_nothing_lost
+
+pytestmark = [pytest.mark.chaos, pytest.mark.timeout(900)]
+
+WEB_CUT_S = 12.0  # several Retry-After rounds (2 s each) of every POST in flight
+# Connections the client saw fail while the web was cut off: a request a web worker was
+# serving when the packets stopped is answered 503 once TCP_USER_TIMEOUT drops its pooled
+# connection, so none is expected; a handful allows for one per web worker and retry.
+CONNECTION_ERRORS_ALLOWED = 4
+
+
+@pytest.fixture
+def web_host(stack: Stack) -> Iterator[WorkerHost]:
+    reason = available() or firewall_available()
+    if reason:
+        pytest.skip(reason)
+    ports = {"postgres": stack.postgres.port, "redis": stack.redis.port}
+    with WorkerHost(ports) as host:
+        yield host
+
+
+def web_on_its_host(host: WorkerHost, name: str, web_port: int) -> dict[str, dict[str, str]]:
+    """gunicorn's environment on its own host: the servers over the veth pair, listening on
+    the host's address (reached through ``host.expose``)."""
+    return {
+        "web": {
+            "DATABASE_URL": f"postgres://postgres@{host.url('postgres')}/chaos_{name}",
+            "REDIS_URL": f"redis://{host.url('redis')}/0",
+            "CELERY_BROKER_URL": f"redis://{host.url('redis')}/0",
+            "GUNICORN_BIND": f"{HOST_SIDE}:{web_port}",
+        }
+    }
+
+
+def attempts_between(outcome: Outcome, start: float, end: float) -> list[tuple[float, float, str]]:
+    return [a for a in outcome.tally.attempts if start <= a[0] < end]
+
+
+def test_partition_web_postgres_answers_503_and_loses_nothing(
+    stack: Stack, fault_free_redis: Outcome, web_host: WorkerHost
+) -> None:
+    name = "partition_web_postgres"
+    web_port = free_port()
+    web_host.expose(web_port)
+    window: dict[str, float] = {}
+
+    def cut_web_from_postgres(ctx: Context) -> None:
+        ctx.at(4.0)
+        window["start"] = time.monotonic()
+        web_host.silence("postgres")
+        time.sleep(WEB_CUT_S)
+        web_host.unsilence("postgres")
+        window["end"] = time.monotonic()
+
+    outcome = run(
+        stack,
+        name,
+        fault=cut_web_from_postgres,
+        process_env=web_on_its_host(web_host, name, web_port),
+        process_prefix={"web": web_host.prefix()},
+        web_port=web_port,
+    )
+    during = attempts_between(outcome, window["start"], window["end"])
+    answers = {key: sum(1 for *_, k in during if k == key) for key in {k for *_, k in during}}
+    latency_p99 = traffic.p99([seconds for _, seconds, key in during if key != "connection_error"])
+    outcome.notes.update(
+        cut_s=WEB_CUT_S,
+        answers_during_cut=dict(sorted(answers.items())),
+        post_p99_during_cut_s=round(latency_p99, 2),
+        retry_after_waits=outcome.tally.retry_after_waits,
+    )
+    REPORT.append(
+        f"[chaos] {name}: attempts during the cut {len(during)}, p99 {latency_p99:.2f} s, "
+        f"overall p99 {traffic.p99([s for _, s, k in outcome.tally.attempts if k != 'connection_error']):.2f} s"
+    )
+
+    assert_nothing_lost(outcome, fault_free_redis)
+    assert answers.get("503", 0) > 0, f"the cut never reached a POST: {answers}"
+    assert outcome.tally.answers.get("connection_error", 0) <= CONNECTION_ERRORS_ALLOWED, (
+        outcome.tally.answers
+    )
+    assert outcome.tally.retry_after_waits >= answers.get("503", 0)
+
+
+# --- slow dependencies --------------------------------------------------------------------------
+SLOW_S = 0.2  # added to every chunk, each way: a round trip costs 0.4 s more
+SLOW_DRAIN_TIMEOUT_S = 300.0
+# A POST's own time is bounded by the pool's wait for a connection (DB_POOL_TIMEOUT, 10 s)
+# plus its few round trips; the client gives an attempt 15 s. An answered attempt slower
+# than that cannot happen; one near it means POSTs queue behind the slow link.
+POST_P99_BOUND_S = 15.0
+
+
+def through_a_slow_link(stack: Stack, name: str, target: str, port: int) -> dict[str, dict[str, str]]:
+    """Every process of the scenario reaches ``target`` through the delay relay on ``port``."""
+    if target == "postgres":
+        env = {"DATABASE_URL": f"postgres://postgres@127.0.0.1:{port}/chaos_{name}"}
+    else:
+        env = {"REDIS_URL": f"redis://127.0.0.1:{port}/0", "CELERY_BROKER_URL": f"redis://127.0.0.1:{port}/0"}
+    return {process: dict(env) for process in ("web", "chaos1", "chaos2", "beat")}
+
+
+def slow_run(stack: Stack, target: str) -> tuple[Outcome, float]:
+    name = f"slow_{target}"
+    upstream = stack.postgres.port if target == "postgres" else stack.redis.port
+    with DelayRelay(upstream, SLOW_S) as relay:
+        began = time.monotonic()
+        outcome = run(
+            stack,
+            name,
+            process_env=through_a_slow_link(stack, name, target, relay.port),
+            drain_timeout=SLOW_DRAIN_TIMEOUT_S,
+        )
+        total_s = time.monotonic() - began
+    answered = [s for _, s, k in outcome.tally.attempts if k != "connection_error"]
+    outcome.notes.update(
+        delay_ms=int(1000 * SLOW_S),
+        post_p99_s=round(traffic.p99(answered), 2),
+        extractions_per_s=round(outcome.snapshot.extractions_ok / total_s, 2),
+        relayed_connections=relay.connections,
+    )
+    return outcome, total_s
+
+
+@pytest.mark.parametrize("target", ["postgres", "redis"])
+def test_slow_dependency_bounds_post_latency_and_drains(
+    stack: Stack, fault_free_redis: Outcome, target: str
+) -> None:
+    outcome, _ = slow_run(stack, target)
+
+    assert_nothing_lost(outcome, fault_free_redis)  # no 500, nothing lost, no duplicate
+    assert outcome.notes["relayed_connections"] > 0
+    assert outcome.notes["post_p99_s"] <= POST_P99_BOUND_S, outcome.notes
