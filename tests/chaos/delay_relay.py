@@ -9,7 +9,8 @@ answers "Specified qdisc kind is unknown". A relay adds the same latency to ever
 delays reads of whole chunks rather than single packets, which for request/response
 protocols like PostgreSQL's and Redis's is the same thing.
 
-    with DelayRelay(upstream_port, 0.2) as relay:   # clients connect to 127.0.0.1:relay.port
+    with DelayRelay(upstream_port) as relay:   # clients connect to 127.0.0.1:relay.port
+        relay.delay_s = 0.2                     # from now on, each chunk read is held 200 ms
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from typing import Any
 
 
 class DelayRelay:
-    def __init__(self, upstream_port: int, delay_s: float, upstream_host: str = "127.0.0.1") -> None:
+    def __init__(self, upstream_port: int, delay_s: float = 0.0, upstream_host: str = "127.0.0.1") -> None:
         self.upstream = (upstream_host, upstream_port)
         self.delay_s = delay_s
         self.port = 0
