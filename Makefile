@@ -14,7 +14,7 @@ RUNTIME_STAMP := $(STAMPS)/requirements.txt
 DEV_STAMP := $(STAMPS)/requirements-dev.txt
 CELERY := $(VENV)/bin/celery -A nexus_project
 
-.PHONY: help run servers superuser test chaos chaos-long soak lint fmt bench migrate shell web worker beat flower clean deps dev-deps
+.PHONY: help run servers superuser test chaos soak lint fmt bench migrate shell web worker beat flower clean deps dev-deps
 
 help:
 	@echo "make run      embedded PostgreSQL and valkey, migrate, then web :8000, worker, beat and Flower :5555"
@@ -22,7 +22,6 @@ help:
 	@echo "make superuser  the first admin login (asks for a name and password; make run or make servers up)"
 	@echo "make test     the pytest suite (own PostgreSQL and valkey unless DATABASE_URL / REDIS_URL; PYTEST_ARGS=...)"
 	@echo "make chaos    the fault-injection suite: kills, flushes and restarts under load (~6 min)"
-	@echo "make chaos-long  the chaos scenarios of several minutes each (slow dependencies; not in CI)"
 	@echo "make soak     20 min of traffic and faults, leak figures as JSON (SOAK_MINUTES=...)"
 	@echo "make lint     ruff check, ruff format --check, mypy"
 	@echo "make fmt      ruff format and ruff check --fix"
@@ -67,12 +66,7 @@ test: dev-deps
 # Starts its own PostgreSQL, Redis, RabbitMQ and fake Claude (needs their server packages,
 # and root or their users for initdb and rabbitmq-server); see tests/chaos/test_chaos.py.
 chaos: dev-deps
-	$(VENV)/bin/pytest -m "chaos and not chaos_long" tests/chaos $(PYTEST_ARGS)
-
-# The chaos scenarios that take several minutes each (marked chaos_long): not in .ci/run; run
-# before a release.
-chaos-long: dev-deps
-	$(VENV)/bin/pytest -m chaos_long tests/chaos $(PYTEST_ARGS)
+	$(VENV)/bin/pytest -m chaos tests/chaos $(PYTEST_ARGS)
 
 # Steady traffic with a fault every few minutes, sampled each minute for leaks; prints one JSON
 # document (tests/chaos/test_soak.py). Not in .ci/run. SOAK_MINUTES=60 make soak for longer.

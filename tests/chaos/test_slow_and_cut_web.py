@@ -23,7 +23,6 @@ import psycopg
 import pytest
 
 from . import traffic
-from .conftest import REPORT
 from .delay_relay import DelayRelay
 from .netns import HOST_SIDE, WorkerHost, available, firewall_available
 from .scenario import Context, Outcome, Stack, run
@@ -97,11 +96,10 @@ def test_partition_web_postgres_answers_503_and_loses_nothing(
         cut_s=WEB_CUT_S,
         answers_during_cut=dict(sorted(answers.items())),
         post_p99_during_cut_s=round(latency_p99, 2),
+        post_p99_s=round(
+            traffic.p99([s for _, s, k in outcome.tally.attempts if k != "connection_error"]), 2
+        ),
         retry_after_waits=outcome.tally.retry_after_waits,
-    )
-    REPORT.append(
-        f"[chaos] {name}: attempts during the cut {len(during)}, p99 {latency_p99:.2f} s, "
-        f"overall p99 {traffic.p99([s for _, s, k in outcome.tally.attempts if k != 'connection_error']):.2f} s"
     )
 
     assert_nothing_lost(outcome, fault_free_redis)
@@ -117,8 +115,10 @@ SLOW_S = 0.2  # added to every chunk, each way: a round trip costs 0.4 s more
 SLOW_AT_S, SLOW_FOR_S = 4.0, 20.0  # most of the first phase's traffic
 SLOW_DRAIN_TIMEOUT_S = 180.0
 # A POST's own time is bounded by the pool's wait for a connection (3 s on the web) plus its
-# few round trips (each 0.4 s slower); the client gives an attempt 15 s, so an answered
-# attempt is never slower than that, and every one slower than that is counted as a timeout.
+# handful of round trips (each 0.4 s slower: ~2 s a POST). What the client sees is bounded by
+# its 15 s attempt timeout instead: two sync gunicorn workers then serve ~1 POST/s against the
+# ~50/s the script offers, and the rest queue in the listen backlog; an attempt that waited
+# past 15 s is counted as a connection_error and retried (measured: ~220 while slow).
 POST_P99_BOUND_S = 15.0
 
 

@@ -120,3 +120,15 @@ def test_a_query_error_on_a_live_connection_leaves_the_gate_open(api, db):
     dbgate.note_failure()
 
     assert not dbgate.away()
+
+
+def test_connections_carry_the_connect_and_tcp_user_timeouts(db):
+    from django.db import connection
+
+    connection.ensure_connection()
+    parameters = connection.connection.info.get_parameters()
+
+    # A partition (packets dropped) fails a pooled connection's query after this many ms
+    # instead of TCP's ~15 min of retransmissions; a new connection gives up after 5 s.
+    assert parameters["tcp_user_timeout"] == "10000"
+    assert parameters["connect_timeout"] == "5"
