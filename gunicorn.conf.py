@@ -19,6 +19,11 @@ from nexus_project.env import env_bool, env_float, env_int
 # means production, whose settings refuse to start without a secret, hosts and a database,
 # rather than development with DEBUG on. `make run` and `make web` say development explicitly.
 os.environ.setdefault("DJANGO_ENV", "production")
+# A web worker serves one request per thread and its pool has a connection per thread
+# (DB_POOL_MAX >= GUNICORN_THREADS), so waiting for one means PostgreSQL is unreachable, not
+# that the pool is busy: 3 s, not the workers' 10, before the POST's 503 with Retry-After
+# (ingestion/api/dbgate.py then sheds the next second's POSTs at once).
+os.environ.setdefault("DB_POOL_TIMEOUT", "3")
 
 # --- Where -------------------------------------------------------------------------------------
 # GUNICORN_BIND wins; PORT is the platform convention (Heroku-style Procfile runners); else

@@ -155,7 +155,14 @@ elif _db["ENGINE"] == "django.db.backends.postgresql":
             # Waiting longer than this for a connection means the pool is undersized: fail loudly.
             "timeout": env_float("DB_POOL_TIMEOUT", 10.0),
         },
-        "connect_timeout": 5,
+        # A PostgreSQL that cannot be reached (down, or a partition dropping every packet) must
+        # cost a POST seconds, then a 503 with Retry-After, not gunicorn's 30 s kill: a new
+        # connection gives up after DB_CONNECT_TIMEOUT_SECONDS (libpq's minimum is 2), and a
+        # pooled one whose packets go unacknowledged this long is dropped by the kernel
+        # (TCP_USER_TIMEOUT) instead of waiting out TCP's ~15 min of retransmissions, which
+        # would hang the pool's checkout check on every web worker (the chaos partition_web_postgres).
+        "connect_timeout": max(2, round(env_float("DB_CONNECT_TIMEOUT_SECONDS", 5.0))),
+        "tcp_user_timeout": int(1000 * env_float("DB_TCP_USER_TIMEOUT_SECONDS", 10.0)),
         # Every transaction of ours is short and makes no network call, so a session idle inside
         # one for this long belongs to a frozen or cut-off process (a VM paused, a partition):
         # PostgreSQL ends it and its row locks go, instead of every POST for that session (and

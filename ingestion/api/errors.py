@@ -16,6 +16,7 @@ from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
 from ..services import FingerprintConflict
+from . import dbgate
 
 logger = logging.getLogger(__name__)
 
@@ -92,6 +93,7 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
         # 500, so the widget retries the same transcript and nothing is lost.
         view = type(context.get("view")).__name__
         logger.warning("database unavailable", extra={"view": view, "error": type(exc).__name__})
+        dbgate.note_failure()
         exc = DatabaseUnavailable()
     elif isinstance(exc, FingerprintConflict):
         exc = FingerprintConflictError()

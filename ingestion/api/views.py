@@ -23,8 +23,11 @@ from ..logcontext import request_id_var
 from ..models import Job
 from ..ops import health, metrics
 from ..services import Attribution, Outcome, job_accept
-from . import openapi  # noqa: F401 - registers the key's security scheme
-from .errors import PayloadTooLarge
+from . import (
+    dbgate,
+    openapi,  # noqa: F401 - registers the key's security scheme
+)
+from .errors import DatabaseUnavailable, PayloadTooLarge
 from .parsers import BoundedJSONParser, BoundedTextJSONParser
 from .serializers import (
     TRUNCATED_KEY,
@@ -64,6 +67,9 @@ class ProducerView(BatchedThrottlesMixin, APIView):
         declared = request.META.get("CONTENT_LENGTH") or "0"
         if request.method == "POST" and declared.isdigit() and int(declared) > limit:
             raise PayloadTooLarge(f"Request body exceeds {limit} bytes.")
+        if request.method == "POST" and dbgate.away():
+            # This process just failed to reach PostgreSQL: 503 now, not after the pool's wait.
+            raise DatabaseUnavailable()
         super().initial(request, *args, **kwargs)
 
     @extend_schema(

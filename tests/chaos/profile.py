@@ -20,6 +20,8 @@ TIMERS = {
     "NEXUS_BREAKER_CAP_SECONDS": "4",  # 600
     "NEXUS_HEARTBEAT_SECONDS": "1",  # 5
     "NEXUS_HEARTBEAT_TTL_SECONDS": "4",  # 20
+    "DB_CONNECT_TIMEOUT_SECONDS": "2",  # 5: an unreachable PostgreSQL costs a POST this, then 503
+    "DB_TCP_USER_TIMEOUT_SECONDS": "2",  # 10: a pooled connection into a partition is dropped
 }
 
 # Throttling out of the way: one client address drives the whole load, and the widget-side

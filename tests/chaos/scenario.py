@@ -146,10 +146,11 @@ def run(
     process_env: dict[str, dict[str, str]] | None = None,
     drain_timeout: float = DRAIN_TIMEOUT_S,
     process_prefix: dict[str, list[str]] | None = None,
+    web_port: int | None = None,
 ) -> Outcome:
     database = f"chaos_{name}"
     url = stack.postgres.create_database(database, template=stack.template)
-    web_port = free_port()
+    web_port = web_port or free_port()
     queue = f"chaos-{name}"
     stack.fake.prepare(latency=latency, failure=failure)
     app = App(

@@ -5,9 +5,11 @@ visitor message (4 growing transcripts). 50 visitors come back for a second sess
 a second phase after every first-phase POST was answered, so the order of each visitor's
 sessions (what the Prospect fold follows) is the same in every run.
 
-The client behaves like the widget: on 429, 503, a refused or dropped connection or a
-timeout it retries the same body with exponential backoff and full jitter, until accepted or
-its deadline passes. Every answer it saw is counted, retries included.
+The client behaves like the widget: on 429 or 503 it retries the same body after the answer's
+``Retry-After`` (plus up to half as much again of jitter, so the retries do not come back
+together), on a refused or dropped connection or a timeout with exponential backoff and full
+jitter, until accepted or its deadline passes. Every answer it saw is counted, retries
+included, and every attempt's latency is kept (``Tally.attempts``).
 """
 
 from __future__ import annotations
@@ -125,6 +127,9 @@ class Tally:
     gave_up: list[str] = field(default_factory=list)
     unexpected: list[str] = field(default_factory=list)  # answers the widget cannot act on
     accepted_sessions: set[str] = field(default_factory=set)
+    # (started, seconds, answer) of every attempt, monotonic clock: latency during a fault
+    attempts: list[tuple[float, float, str]] = field(default_factory=list)
+    retry_after_waits: int = 0  # retries that waited out a Retry-After
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     @property
@@ -176,10 +181,12 @@ class LoadClient:
         deadline = time.monotonic() + self.deadline_s
         attempt = 0
         while True:
-            status, answer = await self._attempt(body)
+            began = time.monotonic()
+            status, answer, retry_after = await self._attempt(body)
             key = str(status) if status else "connection_error"
             with self.tally.lock:
                 self.tally.answers[key] += 1
+                self.tally.attempts.append((began, time.monotonic() - began, key))
             if status == 202:
                 with self.tally.lock:
                     self.tally.accepted += 1
@@ -197,16 +204,22 @@ class LoadClient:
                 with self.tally.lock:
                     self.tally.gave_up.append(f"{post.session.session_id}#{post.transcript}: last {key}")
                 return
+            if status in RETRYABLE and retry_after is not None:
+                with self.tally.lock:
+                    self.tally.retry_after_waits += 1
+                await asyncio.sleep(retry_after + random.uniform(0, retry_after / 2))
+                continue
             await asyncio.sleep(random.uniform(0, min(3.0, 0.2 * 2**attempt)))
 
-    async def _attempt(self, body: bytes) -> tuple[int, dict[str, Any]]:
-        """(status, JSON body); (0, {}) when the connection failed or timed out."""
+    async def _attempt(self, body: bytes) -> tuple[int, dict[str, Any], float | None]:
+        """(status, JSON body, Retry-After seconds); (0, {}, None) when the connection failed
+        or timed out."""
         try:
             return await asyncio.wait_for(self._http_post(body), 15)
         except (OSError, TimeoutError, ValueError, IndexError):
-            return 0, {}
+            return 0, {}, None
 
-    async def _http_post(self, body: bytes) -> tuple[int, dict[str, Any]]:
+    async def _http_post(self, body: bytes) -> tuple[int, dict[str, Any], float | None]:
         reader, writer = await asyncio.open_connection("127.0.0.1", self.port)
         try:
             writer.write(
@@ -223,10 +236,23 @@ class LoadClient:
             writer.close()
         head, _, payload = raw.partition(b"\r\n\r\n")
         status = int(head.split(b" ", 2)[1])
+        retry_after = None
+        for line in head.split(b"\r\n")[1:]:
+            name, _, value = line.partition(b":")
+            if name.strip().lower() == b"retry-after":
+                retry_after = float(value.strip())
         try:
-            return status, json.loads(payload) if payload else {}
+            return status, json.loads(payload) if payload else {}, retry_after
         except ValueError:
-            return status, {"raw": payload[:200].decode(errors="replace")}
+            return status, {"raw": payload[:200].decode(errors="replace")}, retry_after
+
+
+def p99(latencies: list[float]) -> float:
+    """The 99th percentile (nearest rank) of ``latencies``; 0 for none."""
+    if not latencies:
+        return 0.0
+    ordered = sorted(latencies)
+    return ordered[min(len(ordered) - 1, int(0.99 * len(ordered)))]
 
 
 def plain_lanes(sessions: list[Session], phase: int) -> list[list[Post]]:

@@ -12,8 +12,9 @@ from collections.abc import Iterator
 import pytest
 from django.db import connections
 
+from ingestion.api import dbgate
 from ingestion.models import Job
-from tests.conftest import producer_body
+from tests.conftest import producer_body, wait_for
 
 pytestmark = [pytest.mark.postgres]
 
@@ -40,6 +41,13 @@ def database_unreachable() -> Iterator[None]:
         conn.close_pool()
         conn.settings_dict.clear()
         conn.settings_dict.update(saved)
+
+
+@pytest.fixture(autouse=True)
+def gate_reopened() -> Iterator[None]:
+    """A test's failed connection must not shed the next test's POSTs."""
+    yield
+    dbgate.reopen()
 
 
 @pytest.fixture
@@ -78,9 +86,49 @@ def test_the_retried_post_is_accepted_once_the_database_is_back(api, transaction
     with database_unreachable():
         refused = api.post("/api/nexus/producer", body, format="json")
 
+    wait_for(lambda: not dbgate.away(), 10)  # as Retry-After says
     retried = api.post("/api/nexus/producer", body, format="json")
 
     assert refused.status_code == 503
     assert retried.status_code == 202
     assert "duplicate" not in retried.json()  # the refused POST recorded nothing
     assert Job.objects.filter(session_id="db-back").count() == 1
+
+
+def test_after_a_failed_connection_posts_answer_503_at_once_then_the_next_one_tries_again(
+    api, transactional_db, monkeypatch
+):
+    monkeypatch.setattr(dbgate, "AWAY_SECONDS", 600.0)  # no race with the clock on a busy machine
+    body = producer_body(session_id="db-gate")
+    with database_unreachable():
+        first = api.post("/api/nexus/producer", body, format="json")
+    # The database is back, but this process just failed to reach it: the gate answers 503
+    # (with Retry-After) without trying, until its window passes; then the probe goes through.
+    shed = api.post("/api/nexus/producer", body, format="json")
+    dbgate.reopen()  # the window passed
+    probe = api.post("/api/nexus/producer", body, format="json")
+
+    assert (first.status_code, shed.status_code, probe.status_code) == (503, 503, 202)
+    assert shed["Retry-After"] == "2" and shed.json()["error"] == "database_unavailable"
+    assert Job.objects.filter(session_id="db-gate").count() == 1
+
+
+def test_a_query_error_on_a_live_connection_leaves_the_gate_open(api, db):
+    from django.db import connection
+
+    connection.ensure_connection()
+    dbgate.note_failure()
+
+    assert not dbgate.away()
+
+
+def test_connections_carry_the_connect_and_tcp_user_timeouts(db):
+    from django.db import connection
+
+    connection.ensure_connection()
+    parameters = connection.connection.info.get_parameters()
+
+    # A partition (packets dropped) fails a pooled connection's query after this many ms
+    # instead of TCP's ~15 min of retransmissions; a new connection gives up after 5 s.
+    assert parameters["tcp_user_timeout"] == "10000"
+    assert parameters["connect_timeout"] == "5"
