@@ -97,6 +97,10 @@ class _Relay:
 
     def close(self) -> None:
         self.closed = True
+        # shutdown() first: close() alone does not wake the thread blocked in accept(), whose
+        # call keeps the socket listening, so the next test host could not bind the address.
+        with contextlib.suppress(OSError):
+            self.server.shutdown(socket.SHUT_RDWR)
         self.server.close()
 
 
