@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from django.core.serializers.json import DjangoJSONEncoder
 from django.db import models
 
 from tenants.directory import default_tenant_id
@@ -61,3 +62,40 @@ class Prospect(models.Model):
 
     def __str__(self) -> str:
         return self.nombre or self.key
+
+
+class EventType(models.TextChoices):
+    CREATED = "prospect.created"
+    UPDATED = "prospect.updated"
+    STAGE_CHANGED = "prospect.stage_changed"
+    HOT = "prospect.hot"
+
+
+class Event(models.Model):
+    """A change of a Prospect, written in the transaction that folded it (a transactional
+    outbox): it exists if and only if the change committed. `sequence` counts the prospect's
+    events from 1; `delivered_at` is set once every endpoint that wants it has been served."""
+
+    tenant = models.ForeignKey("tenants.Tenant", on_delete=models.PROTECT, related_name="+")
+    # Cascade: forgetting a person (ingestion.ops.erasure) deletes the prospect, so its events.
+    prospect = models.ForeignKey(Prospect, on_delete=models.CASCADE, related_name="events")
+    sequence = models.PositiveIntegerField()
+    type = models.CharField(max_length=32, choices=EventType.choices)
+    # {"changes": {field: {"old": …, "new": …}}}: folded fields only, never a transcript.
+    payload = models.JSONField(default=dict, encoder=DjangoJSONEncoder)
+    created_at = models.DateTimeField(auto_now_add=True)
+    delivered_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["prospect_id", "sequence"]
+        constraints = [
+            models.UniqueConstraint(fields=["prospect", "sequence"], name="event_prospect_sequence"),
+        ]
+        indexes = [
+            models.Index(
+                fields=["created_at"], name="event_undelivered", condition=models.Q(delivered_at__isnull=True)
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.type} #{self.sequence}"
