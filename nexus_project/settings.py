@@ -290,6 +290,16 @@ NEXUS: dict[str, Any] = {
     # A published task not yet claimed after this long is presumed lost and published again.
     "DISPATCH_GRACE_SECONDS": env_float("NEXUS_DISPATCH_GRACE_SECONDS", 60.0),
     "SWEEP_INTERVAL_SECONDS": env_float("NEXUS_SWEEP_INTERVAL_SECONDS", 30.0),
+    # Webhooks (issue 14): seconds before each retry of a failed delivery; after the last, the
+    # delivery is given up. Private/loopback/link-local endpoints are refused in production.
+    "WEBHOOK_RETRY_SCHEDULE": [
+        float(x)
+        for x in env_list(
+            "NEXUS_WEBHOOK_RETRY_SCHEDULE", ["5", "300", "1800", "7200", "18000", "36000", "36000"]
+        )
+    ],
+    "WEBHOOK_ALLOW_PRIVATE": env_bool("NEXUS_WEBHOOK_ALLOW_PRIVATE", not PRODUCTION),
+    "WEBHOOK_TIMEOUT_SECONDS": env_float("NEXUS_WEBHOOK_TIMEOUT_SECONDS", 5.0),
     # Exponential backoff with full jitter for transient failures; the cap stays far below the
     # broker visibility timeout (3600 s).
     "BACKOFF_BASE_SECONDS": env_float("NEXUS_BACKOFF_BASE_SECONDS", 2.0),
