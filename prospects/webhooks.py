@@ -236,3 +236,22 @@ def deliveries_due(
         ).values_list("pk", flat=True)[:1000]
     )
     return events, due + fresh
+
+
+def test_send(endpoint: WebhookEndpoint) -> tuple[int | None, str]:
+    """POST a signed `webhook.test` event now (the admin's "send test event")."""
+    try:
+        endpoint_check(endpoint.url)
+    except EndpointRefused as error:
+        return None, f"refused: {error}"
+    now = timezone.now()
+    msg_id = f"test_{secrets.token_hex(8)}"
+    body = json.dumps({"type": "webhook.test", "timestamp": now.isoformat(), "data": {}})
+    headers = {
+        "content-type": "application/json",
+        "webhook-id": msg_id,
+        "webhook-timestamp": str(int(now.timestamp())),
+        "webhook-signature": Webhook(endpoint.secret).sign(msg_id, now, body),
+        "user-agent": "nexus-webhooks",
+    }
+    return _post(endpoint.url, body.encode(), headers)
