@@ -37,8 +37,9 @@ def sweep() -> int:
 
 @shared_task(name="ingestion.cleanup", ignore_result=True)
 def cleanup() -> int:
-    """Delete old transcripts (personal data); prospects and extraction summaries stay."""
-    return maintenance.transcripts_purge()
+    """Delete old transcripts (personal data) and delivered events past their retention;
+    prospects and extraction summaries stay."""
+    return maintenance.transcripts_purge() + maintenance.events_purge()
 
 
 @shared_task(name="ingestion.batches_poll", ignore_result=True)

@@ -312,6 +312,8 @@ NEXUS: dict[str, Any] = {
     "BREAKER_CAP_SECONDS": env_float("NEXUS_BREAKER_CAP_SECONDS", 600.0),
     # Cleanup: transcripts are personal data; keep them only as long as they help.
     "COMPLETED_RETENTION_DAYS": env_int("NEXUS_COMPLETED_RETENTION_DAYS", 7),
+    # Delivered prospect events (and their delivery records) are deleted after this many days.
+    "EVENT_RETENTION_DAYS": env_int("NEXUS_EVENT_RETENTION_DAYS", 30),
     "FAILED_RETENTION_DAYS": env_int("NEXUS_FAILED_RETENTION_DAYS", 30),
     # Alert thresholds (SPEC §4).
     "ALERT_QUEUE_LENGTH": env_int("NEXUS_ALERT_QUEUE_LENGTH", 100),
