@@ -67,6 +67,10 @@ class DeliveryAdmin(admin.ModelAdmin):
                 status=DeliveryStatus.PENDING, attempts=0, next_attempt_at=None
             )
             Event.objects.filter(deliveries__in=ids).update(delivered_at=None)
-            for delivery_id in ids:
-                transaction.on_commit(lambda d=delivery_id: dispatch.delivery_publish(d))
+            transaction.on_commit(lambda: _publish_all(ids))
         self.message_user(request, f"{len(ids)} deliveries queued again")
+
+
+def _publish_all(delivery_ids: list[int]) -> None:
+    for delivery_id in delivery_ids:
+        dispatch.delivery_publish(delivery_id)

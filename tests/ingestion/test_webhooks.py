@@ -128,3 +128,13 @@ def test_the_sweeper_finds_events_never_prepared(answer):
     event = one_event()
     events, _ = webhooks.deliveries_due(now=timezone.now() + timedelta(seconds=120))
     assert event.pk in events
+
+
+def test_metrics_show_failed_attempts_and_failing_endpoints(answer, client):
+    state, url = answer
+    state["status"] = 500
+    endpoint(url)
+    assert attempt(one_event()).status == "retry"
+    body = client.get("/metrics").content.decode()
+    assert "nexus_webhook_failed_attempts_last_hour 1.0" in body
+    assert "nexus_webhook_endpoints_failing 1.0" in body

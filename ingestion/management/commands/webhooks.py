@@ -51,9 +51,9 @@ class Command(BaseCommand):
         elif action == "list":
             for endpoint in WebhookEndpoint.objects.select_related("tenant").order_by("pk"):
                 state = "active" if endpoint.active else f"disabled {endpoint.disabled_reason}".strip()
-                tenant = endpoint.tenant.slug if endpoint.tenant else "*"
+                scope = endpoint.tenant.slug if endpoint.tenant else "*"
                 self.stdout.write(
-                    f"{endpoint.pk}\t{state}\t{tenant}\t{','.join(endpoint.events)}\t{endpoint.url}"
+                    f"{endpoint.pk}\t{state}\t{scope}\t{','.join(endpoint.events)}\t{endpoint.url}"
                 )
         else:
             if not WebhookEndpoint.objects.filter(pk=options["id"]).update(

@@ -21,7 +21,7 @@ def test_cleanup_deletes_delivered_events_past_retention_only(settings):
 
     def event(sequence: int, delivered_at):
         made = Event.objects.create(
-            tenant_id=person.tenant_id,
+            tenant=person.tenant,
             prospect=person,
             sequence=sequence,
             type="prospect.updated",
