@@ -155,7 +155,7 @@ def delivery_attempt(delivery_id: int, *, now: datetime | None = None) -> Outcom
     now = now or timezone.now()
     with transaction.atomic():
         delivery = (
-            Delivery.objects.select_for_update(skip_locked=True)
+            Delivery.objects.select_for_update(skip_locked=True, of=("self",))
             .select_related("endpoint", "event__tenant")
             .filter(pk=delivery_id, status=DeliveryStatus.PENDING)
             .first()
