@@ -289,3 +289,6 @@ class ExtractionBatchAdmin(admin.ModelAdmin):
         self.message_user(
             request, f"Cancel requested for {canceled} batch(es); their jobs are requeued when it ends."
         )
+
+
+from . import webhooks_admin  # noqa: E402, F401 - registers the webhook admins

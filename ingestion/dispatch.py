@@ -23,6 +23,7 @@ from redis.exceptions import RedisError
 
 from nexus_project.celery import app
 from nexus_project.db import db_now
+from prospects import webhooks
 
 from .logcontext import request_id_var
 from .models import Job, JobStatus, Lane
@@ -136,3 +137,39 @@ def sweeper_redispatch_total() -> int | None:
         return int(cache.get(SWEEPER_KEY) or 0)
     except _CACHE_ERRORS:
         return None
+
+
+EVENT_DELIVER = "ingestion.event_deliver"
+DELIVERY_ATTEMPT = "ingestion.delivery_attempt"
+
+
+def events_publish(event_ids: list[int]) -> None:
+    """Publish the delivery of freshly committed events (prospects.events calls it on
+    commit); a broker failure is left to the sweeper, which finds undelivered events."""
+    for event_id in event_ids:
+        try:
+            app.send_task(EVENT_DELIVER, args=[event_id])
+        except PUBLISH_ERRORS as exc:
+            logger.warning(
+                "event publish failed; the sweeper will publish later", extra={"error": type(exc).__name__}
+            )
+            return
+
+
+def delivery_publish(delivery_id: int, countdown: float | None = None) -> None:
+    try:
+        app.send_task(DELIVERY_ATTEMPT, args=[delivery_id], countdown=countdown)
+    except PUBLISH_ERRORS as exc:
+        logger.warning(
+            "delivery publish failed; the sweeper will publish later", extra={"error": type(exc).__name__}
+        )
+
+
+def events_sweep() -> int:
+    """Publish again the events and deliveries whose task was lost (a flushed broker, a
+    killed worker): undelivered events never prepared and deliveries past due."""
+    events, deliveries = webhooks.deliveries_due()
+    events_publish(events)
+    for delivery_id in deliveries:
+        delivery_publish(delivery_id)
+    return len(events) + len(deliveries)

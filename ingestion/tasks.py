@@ -6,6 +6,8 @@ import logging
 
 from celery import Task, shared_task
 
+from prospects import webhooks
+
 from . import dispatch
 from .logcontext import job_context_var, request_id_var
 from .ops import alerts as ops_alerts
@@ -30,13 +32,14 @@ def process_session(self: Task, job_id: str) -> str:
 @shared_task(name="ingestion.sweep", ignore_result=True)
 def sweep() -> int:
     """Publish again whatever lost its task: a flushed broker, a killed worker, a failed publish."""
-    return dispatch.job_sweep()
+    return dispatch.job_sweep() + dispatch.events_sweep()
 
 
 @shared_task(name="ingestion.cleanup", ignore_result=True)
 def cleanup() -> int:
-    """Delete old transcripts (personal data); prospects and extraction summaries stay."""
-    return maintenance.transcripts_purge()
+    """Delete old transcripts (personal data) and delivered events past their retention;
+    prospects and extraction summaries stay."""
+    return maintenance.transcripts_purge() + maintenance.events_purge()
 
 
 @shared_task(name="ingestion.batches_poll", ignore_result=True)
@@ -52,3 +55,21 @@ def batches_poll() -> int:
 def alerts() -> list[str]:
     """Check the alert thresholds; log each crossing once and its recovery."""
     return ops_alerts.alerts_check()
+
+
+@shared_task(name=dispatch.EVENT_DELIVER, ignore_result=True)
+def event_deliver(event_id: int) -> int:
+    """Deliver a committed prospect event to every endpoint that wants it."""
+    ids = webhooks.deliveries_prepare(event_id)
+    for delivery_id in ids:
+        delivery_attempt(delivery_id)
+    return len(ids)
+
+
+@shared_task(name=dispatch.DELIVERY_ATTEMPT, ignore_result=True)
+def delivery_attempt(delivery_id: int) -> str:
+    """One attempt at one delivery; a retry is published with the schedule's countdown."""
+    outcome = webhooks.delivery_attempt(delivery_id)
+    if outcome.status == "retry":
+        dispatch.delivery_publish(delivery_id, countdown=outcome.countdown)
+    return outcome.status

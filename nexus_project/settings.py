@@ -297,6 +297,16 @@ NEXUS: dict[str, Any] = {
     # A published task not yet claimed after this long is presumed lost and published again.
     "DISPATCH_GRACE_SECONDS": env_float("NEXUS_DISPATCH_GRACE_SECONDS", 60.0),
     "SWEEP_INTERVAL_SECONDS": env_float("NEXUS_SWEEP_INTERVAL_SECONDS", 30.0),
+    # Webhooks (issue 14): seconds before each retry of a failed delivery; after the last, the
+    # delivery is given up. Private/loopback/link-local endpoints are refused in production.
+    "WEBHOOK_RETRY_SCHEDULE": [
+        float(x)
+        for x in env_list(
+            "NEXUS_WEBHOOK_RETRY_SCHEDULE", ["5", "300", "1800", "7200", "18000", "36000", "36000"]
+        )
+    ],
+    "WEBHOOK_ALLOW_PRIVATE": env_bool("NEXUS_WEBHOOK_ALLOW_PRIVATE", not PRODUCTION),
+    "WEBHOOK_TIMEOUT_SECONDS": env_float("NEXUS_WEBHOOK_TIMEOUT_SECONDS", 5.0),
     # Exponential backoff with full jitter for transient failures; the cap stays far below the
     # broker visibility timeout (3600 s).
     "BACKOFF_BASE_SECONDS": env_float("NEXUS_BACKOFF_BASE_SECONDS", 2.0),
@@ -309,6 +319,8 @@ NEXUS: dict[str, Any] = {
     "BREAKER_CAP_SECONDS": env_float("NEXUS_BREAKER_CAP_SECONDS", 600.0),
     # Cleanup: transcripts are personal data; keep them only as long as they help.
     "COMPLETED_RETENTION_DAYS": env_int("NEXUS_COMPLETED_RETENTION_DAYS", 7),
+    # Delivered prospect events (and their delivery records) are deleted after this many days.
+    "EVENT_RETENTION_DAYS": env_int("NEXUS_EVENT_RETENTION_DAYS", 30),
     "FAILED_RETENTION_DAYS": env_int("NEXUS_FAILED_RETENTION_DAYS", 30),
     # Alert thresholds (SPEC §4).
     "ALERT_QUEUE_LENGTH": env_int("NEXUS_ALERT_QUEUE_LENGTH", 100),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from django.core.serializers.json import DjangoJSONEncoder
 from django.db import models
 
 from tenants.directory import default_tenant_id
@@ -61,3 +62,99 @@ class Prospect(models.Model):
 
     def __str__(self) -> str:
         return self.nombre or self.key
+
+
+class EventType(models.TextChoices):
+    CREATED = "prospect.created"
+    UPDATED = "prospect.updated"
+    STAGE_CHANGED = "prospect.stage_changed"
+    HOT = "prospect.hot"
+
+
+class Event(models.Model):
+    """A change of a Prospect, written in the transaction that folded it (a transactional
+    outbox): it exists if and only if the change committed. `sequence` counts the prospect's
+    events from 1; `delivered_at` is set once every endpoint that wants it has been served."""
+
+    tenant = models.ForeignKey("tenants.Tenant", on_delete=models.PROTECT, related_name="+")
+    # Cascade: forgetting a person (ingestion.ops.erasure) deletes the prospect, so its events.
+    prospect = models.ForeignKey(Prospect, on_delete=models.CASCADE, related_name="events")
+    sequence = models.PositiveIntegerField()
+    type = models.CharField(max_length=32, choices=EventType.choices)
+    # {"changes": {field: {"old": …, "new": …}}}: folded fields only, never a transcript.
+    payload = models.JSONField(default=dict, encoder=DjangoJSONEncoder)
+    created_at = models.DateTimeField(auto_now_add=True)
+    delivered_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["prospect_id", "sequence"]
+        constraints = [
+            models.UniqueConstraint(fields=["prospect", "sequence"], name="event_prospect_sequence"),
+        ]
+        indexes = [
+            models.Index(
+                fields=["created_at"], name="event_undelivered", condition=models.Q(delivered_at__isnull=True)
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.type} #{self.sequence}"
+
+
+class WebhookEndpoint(models.Model):
+    """Where events are POSTed, signed per Standard Webhooks with `secret` (whsec_…)."""
+
+    url = models.URLField(max_length=500)
+    # The event types it wants (EventType values).
+    events = models.JSONField(default=list, blank=True)
+    # None: every tenant's events.
+    tenant = models.ForeignKey(
+        "tenants.Tenant", on_delete=models.CASCADE, null=True, blank=True, related_name="+"
+    )
+    secret = models.CharField(max_length=120)
+    active = models.BooleanField(default=True)
+    disabled_reason = models.CharField(max_length=200, blank=True, default="")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self) -> str:
+        return self.url
+
+
+class DeliveryStatus(models.TextChoices):
+    PENDING = "pending"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+
+
+class Delivery(models.Model):
+    """One event to one endpoint: the same webhook-id on every attempt."""
+
+    event = models.ForeignKey(Event, on_delete=models.CASCADE, related_name="deliveries")
+    endpoint = models.ForeignKey(WebhookEndpoint, on_delete=models.CASCADE, related_name="deliveries")
+    status = models.CharField(max_length=16, choices=DeliveryStatus.choices, default=DeliveryStatus.PENDING)
+    attempts = models.PositiveIntegerField(default=0)
+    # When the next attempt is due; also a lease while an attempt is under way.
+    next_attempt_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["event", "endpoint"], name="delivery_event_endpoint")]
+
+    def __str__(self) -> str:
+        return f"{self.webhook_id} → endpoint {self.endpoint_id}"
+
+    @property
+    def webhook_id(self) -> str:
+        return f"evt_{self.event_id}"
+
+
+class DeliveryAttempt(models.Model):
+    delivery = models.ForeignKey(Delivery, on_delete=models.CASCADE, related_name="attempt_log")
+    at = models.DateTimeField(auto_now_add=True)
+    status_code = models.PositiveSmallIntegerField(null=True, blank=True)
+    latency_ms = models.PositiveIntegerField(default=0)
+    # ≤ 200 characters of the receiver's answer, or the error's class name.
+    response_excerpt = models.CharField(max_length=200, blank=True, default="")
+
+    def __str__(self) -> str:
+        return f"{self.status_code or 'error'} in {self.latency_ms} ms"

@@ -15,6 +15,7 @@ from typing import Any
 
 from django.utils import timezone
 
+from .events import fold_events
 from .models import Prospect
 from .vocabulary import SCALAR_FIELDS, Momento, Stage, empty_data
 
@@ -146,6 +147,12 @@ def prospect_refold(*, prospect_id: int, sessions: Sequence[SessionData]) -> dic
     if sessions:
         derived["first_seen_at"] = min(s.created_at for s in sessions)
         derived["last_seen_at"] = max(s.revised_at for s in sessions)
-    # Only what the fold decides; tenant, key, fingerprint and created_at stay as they are.
-    Prospect.objects.filter(pk=prospect_id).update(**derived, updated_at=timezone.now())
+    # Before and after in the same transaction (the caller holds the prospect's lock): the
+    # events of the change are written with it, and an unchanged fold writes none.
+    before = Prospect.objects.filter(pk=prospect_id).values("tenant_id", *derived).get()
+    tenant_id = before.pop("tenant_id")
+    if before != derived:
+        # Only what the fold decides; tenant, key, fingerprint and created_at stay as they are.
+        Prospect.objects.filter(pk=prospect_id).update(**derived, updated_at=timezone.now())
+        fold_events(prospect_id=prospect_id, tenant_id=tenant_id, before=before, after=derived)
     return data

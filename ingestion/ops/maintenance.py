@@ -9,6 +9,7 @@ from django.conf import settings
 from django.db.models import Q
 
 from nexus_project.db import db_now
+from prospects.models import Event
 
 from ..models import Job, JobStatus
 
@@ -32,3 +33,12 @@ def transcripts_purge() -> int:
     )
     logger.info("transcripts purged", extra={"count": purged})
     return purged
+
+
+def events_purge() -> int:
+    """Delete the prospect events delivered more than NEXUS_EVENT_RETENTION_DAYS ago, with
+    their delivery records (cascade); undelivered ones stay until they settle."""
+    cutoff = db_now() - timedelta(days=settings.NEXUS["EVENT_RETENTION_DAYS"])
+    deleted, _ = Event.objects.filter(delivered_at__lt=cutoff).delete()
+    logger.info("delivered events purged", extra={"count": deleted})
+    return deleted

@@ -131,6 +131,34 @@ class LedgerCollector(Collector):
             where=Q(trigger=LIVE_TRIGGER),
         )
         yield from self._operations()
+        yield from self._webhooks()
+
+    def _webhooks(self) -> Iterator[Any]:
+        from datetime import timedelta
+
+        from django.utils import timezone
+
+        from prospects.models import DeliveryAttempt, DeliveryStatus, WebhookEndpoint
+
+        since = timezone.now() - timedelta(hours=1)
+        failed = DeliveryAttempt.objects.filter(at__gte=since).exclude(status_code__range=(200, 299)).count()
+        yield GaugeMetricFamily(
+            "nexus_webhook_failed_attempts_last_hour",
+            "Webhook delivery attempts that got no 2xx (error, timeout, refused), last hour.",
+            value=failed,
+        )
+        failing = (
+            WebhookEndpoint.objects.filter(
+                active=True, deliveries__status=DeliveryStatus.PENDING, deliveries__attempts__gt=0
+            )
+            .distinct()
+            .count()
+        )
+        yield GaugeMetricFamily(
+            "nexus_webhook_endpoints_failing",
+            "Active webhook endpoints with a delivery being retried.",
+            value=failing,
+        )
 
     def _queue(self) -> Iterator[Any]:
         queue = selectors.queue_counts()

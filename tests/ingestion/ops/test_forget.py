@@ -100,3 +100,23 @@ def test_exactly_one_way_to_name_the_person():
         forget()
     with pytest.raises(CommandError):
         forget("--fingerprint", "a", "--email", "b@example.com")
+
+
+def test_forget_deletes_the_persons_events_and_deliveries(people):
+    from prospects.models import Delivery, DeliveryAttempt, Event, WebhookEndpoint
+
+    ana, bob = people
+    endpoint = WebhookEndpoint.objects.create(
+        url="https://hooks.example.test/", events=["prospect.created"], secret="whsec_x"
+    )
+    for person in (ana, bob):
+        event = Event.objects.create(
+            tenant_id=person.tenant_id, prospect=person, sequence=1, type="prospect.created"
+        )
+        delivery = Delivery.objects.create(event=event, endpoint=endpoint)
+        DeliveryAttempt.objects.create(delivery=delivery, status_code=500)
+
+    forget("--fingerprint", "fp-ana")
+
+    assert set(Event.objects.values_list("prospect_id", flat=True)) == {bob.pk}
+    assert Delivery.objects.count() == 1 and DeliveryAttempt.objects.count() == 1

@@ -1,0 +1,140 @@
+"""Webhook delivery failure paths, in-process against a real receiver on 127.0.0.1 (issue 14 B)."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import pytest
+
+from ingestion.models import Job
+from ingestion.services import job_accept
+from ingestion.worker import pipeline
+from prospects import webhooks
+from prospects.models import Delivery, DeliveryAttempt, Event, WebhookEndpoint
+from tests.conftest import transcript
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+@pytest.fixture
+def answer() -> Iterator[Any]:
+    """A receiver answering `status` (and a Location for 3xx); yields (setter, url, hits)."""
+    state: dict[str, Any] = {"status": 204, "hits": 0}
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            self.rfile.read(int(self.headers["content-length"]))
+            state["hits"] += 1
+            self.send_response(state["status"])
+            self.send_header("Location", "http://127.0.0.1:1/elsewhere")
+            self.end_headers()
+            self.wfile.write(b"x" * 500)
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield state, f"http://127.0.0.1:{server.server_address[1]}/hook"
+    server.shutdown()
+    server.server_close()
+
+
+def one_event() -> Event:
+    accepted = job_accept(session_id="s-wh", fingerprint="w" * 64, messages=transcript("Hola"), metadata={})
+    assert pipeline.job_process(job_id=accepted.job_id) == "completed"
+    assert Job.objects.count() == 1
+    return Event.objects.get(type="prospect.created")
+
+
+def endpoint(url: str, **kwargs: Any) -> WebhookEndpoint:
+    return WebhookEndpoint.objects.create(
+        url=url, events=["prospect.created"], secret=webhooks.secret_new(), **kwargs
+    )
+
+
+def attempt(event: Event) -> webhooks.Outcome:
+    (delivery_id,) = webhooks.deliveries_prepare(event.pk)
+    return webhooks.delivery_attempt(delivery_id)
+
+
+def test_410_disables_the_endpoint(answer):
+    state, url = answer
+    state["status"] = 410
+    ep = endpoint(url)
+    assert attempt(one_event()).status == "failed"
+    ep.refresh_from_db()
+    assert not ep.active and ep.disabled_reason == "410 Gone"
+
+
+def test_a_redirect_is_not_followed_and_is_retried_with_the_excerpt_capped(answer, settings):
+    state, url = answer
+    state["status"] = 302
+    endpoint(url)
+    outcome = attempt(one_event())
+    assert outcome.status == "retry"
+    assert outcome.countdown == settings.NEXUS["WEBHOOK_RETRY_SCHEDULE"][0]
+    (logged,) = DeliveryAttempt.objects.all()
+    assert logged.status_code == 302 and len(logged.response_excerpt) == 200
+    assert state["hits"] == 1
+
+
+def test_the_delivery_is_given_up_after_the_schedule(answer, settings):
+    settings.NEXUS = {**settings.NEXUS, "WEBHOOK_RETRY_SCHEDULE": [0.0]}
+    state, url = answer
+    state["status"] = 503
+    endpoint(url)
+    event = one_event()
+    (delivery_id,) = webhooks.deliveries_prepare(event.pk)
+    assert webhooks.delivery_attempt(delivery_id).status == "retry"
+    assert webhooks.delivery_attempt(delivery_id).status == "failed"
+    assert Delivery.objects.get().status == "failed"
+    event.refresh_from_db()
+    assert event.delivered_at is not None  # settled: nothing pending
+
+
+def test_loopback_is_refused_unless_private_addresses_are_allowed(answer, settings):
+    settings.NEXUS = {**settings.NEXUS, "WEBHOOK_ALLOW_PRIVATE": False}
+    state, url = answer
+    endpoint(url)
+    with pytest.raises(webhooks.EndpointRefused):
+        webhooks.endpoint_check(url)
+    assert attempt(one_event()).status == "retry"
+    assert state["hits"] == 0
+    assert DeliveryAttempt.objects.get().response_excerpt.startswith("refused")
+
+
+def test_an_endpoint_of_another_tenant_or_another_type_gets_nothing(answer):
+    from tenants.models import Tenant
+
+    _, url = answer
+    other = Tenant.objects.create(slug="other-site", name="Other")
+    endpoint(url, tenant=other)
+    WebhookEndpoint.objects.create(url=url, events=["prospect.hot"], secret=webhooks.secret_new())
+    event = one_event()
+    assert webhooks.deliveries_prepare(event.pk) == []
+    event.refresh_from_db()
+    assert event.delivered_at is not None
+
+
+def test_the_sweeper_finds_events_never_prepared(answer):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    event = one_event()
+    events, _ = webhooks.deliveries_due(now=timezone.now() + timedelta(seconds=120))
+    assert event.pk in events
+
+
+def test_metrics_show_failed_attempts_and_failing_endpoints(answer, client):
+    state, url = answer
+    state["status"] = 500
+    endpoint(url)
+    assert attempt(one_event()).status == "retry"
+    body = client.get("/metrics").content.decode()
+    assert "nexus_webhook_failed_attempts_last_hour 1.0" in body
+    assert "nexus_webhook_endpoints_failing 1.0" in body
