@@ -19,6 +19,7 @@ from django.urls import reverse
 from django.utils import timezone
 from django.utils.html import format_html
 
+from audit.admin import AuditedActionsMixin
 from prospects.admin import ProspectAdmin
 from prospects.models import Prospect
 from tenants.access import TenantScopedAdminMixin
@@ -53,7 +54,7 @@ class PurgedFilter(admin.SimpleListFilter):
 
 
 @admin.register(Job)
-class JobAdmin(TenantScopedAdminMixin, admin.ModelAdmin):
+class JobAdmin(AuditedActionsMixin, TenantScopedAdminMixin, admin.ModelAdmin):  # type: ignore[misc]  # mixin vs generic stub
     list_display = [
         "session_id", "tenant", "status", "revision", "processed_revision", "failed_calls", "claims",
         "error_category", "short_error", "age", "prospect", "channel", "constructor_id", "trigger",
@@ -268,7 +269,7 @@ class ExtractionAdmin(TenantScopedAdminMixin, admin.ModelAdmin):
 
 
 @admin.register(ExtractionBatch)
-class ExtractionBatchAdmin(admin.ModelAdmin):
+class ExtractionBatchAdmin(AuditedActionsMixin, admin.ModelAdmin):  # type: ignore[misc]  # mixin vs generic stub
     """Message Batches of bulk re-extractions: status, counts, cost; cancel from the list."""
 
     list_display = (

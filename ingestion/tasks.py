@@ -35,8 +35,11 @@ def sweep() -> int:
 
 @shared_task(name="ingestion.cleanup", ignore_result=True)
 def cleanup() -> int:
-    """Delete old transcripts (personal data); prospects and extraction summaries stay."""
-    return maintenance.transcripts_purge()
+    """Delete old transcripts (personal data) and access-log entries past their retention;
+    prospects and extraction summaries stay."""
+    purged = maintenance.transcripts_purge()
+    maintenance.access_log_purge()
+    return purged
 
 
 @shared_task(name="ingestion.batches_poll", ignore_result=True)

@@ -89,6 +89,7 @@ INSTALLED_APPS = [
     "corsheaders",
     "django_celery_beat",
     "tenants",
+    "audit",
     "prospects",
     "ingestion",
 ]
@@ -303,6 +304,8 @@ NEXUS: dict[str, Any] = {
     # Cleanup: transcripts are personal data; keep them only as long as they help.
     "COMPLETED_RETENTION_DAYS": env_int("NEXUS_COMPLETED_RETENTION_DAYS", 7),
     "FAILED_RETENTION_DAYS": env_int("NEXUS_FAILED_RETENTION_DAYS", 30),
+    # The access log (audit app): who saw contacts, exported, erased; purged by the cleanup.
+    "ACCESS_LOG_RETENTION_DAYS": env_int("NEXUS_ACCESS_LOG_RETENTION_DAYS", 365),
     # Alert thresholds (SPEC §4).
     "ALERT_QUEUE_LENGTH": env_int("NEXUS_ALERT_QUEUE_LENGTH", 100),
     "ALERT_OLDEST_PENDING_SECONDS": env_float("NEXUS_ALERT_OLDEST_PENDING_SECONDS", 300.0),

@@ -22,6 +22,8 @@ from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import mark_safe
 
+from audit.admin import AuditedActionsMixin
+from audit.services import access_record
 from tenants.access import TenantScopedAdminMixin
 
 from .masking import CONTACT_FIELDS, CONTACTS_PERMISSION, EXPORT_PERMISSION, mask_email, mask_phone
@@ -123,7 +125,7 @@ class ReferrerFilter(admin.SimpleListFilter):
 
 
 @admin.register(Prospect)
-class ProspectAdmin(TenantScopedAdminMixin, admin.ModelAdmin):
+class ProspectAdmin(AuditedActionsMixin, TenantScopedAdminMixin, admin.ModelAdmin):  # type: ignore[misc]  # mixin vs generic stub
     # Six columns that fit a 1,440 px window beside the admin's sidebars (ten overflowed): the
     # name (or the visitor's key) once, email over phone, interest and moment in one cell; the
     # session count and the rest are on the prospect's page and in the CSV.
@@ -237,6 +239,18 @@ class ProspectAdmin(TenantScopedAdminMixin, admin.ModelAdmin):
         """The objections by their labels ("Precio, Multinivel (MLM)"), not as a JSON list."""
         return objection_labels(prospect.objeciones) or "-"
 
+    def change_view(
+        self, request: HttpRequest, object_id: str, form_url: str = "", extra_context: Any = None
+    ) -> HttpResponse:
+        response = super().change_view(request, object_id, form_url, extra_context)
+        if response.status_code == 200 and self.has_contacts_permission(request):
+            # The page showed this prospect's e-mail and phone in full.
+            access_record(
+                action="view_contacts", user=request.user, target="prospects.prospect",
+                object_ids=[object_id], row_count=1,
+            )  # fmt: skip
+        return response
+
     def get_urls(self) -> list[URLPattern]:
         export = path(
             "export.csv",
@@ -254,6 +268,10 @@ class ProspectAdmin(TenantScopedAdminMixin, admin.ModelAdmin):
         except IncorrectLookupParameters:
             return HttpResponseRedirect(reverse("admin:prospects_prospect_changelist"))
         queryset = changelist.get_queryset(request)
+        access_record(
+            action="export_csv", user=request.user, target="prospects.prospect",
+            filters=dict(request.GET.items()), row_count=queryset.count(),
+        )  # fmt: skip
         return _csv_response(queryset, contacts=self.has_contacts_permission(request))
 
     @admin.action(description="Export selected prospects as CSV", permissions=["export_prospects"])

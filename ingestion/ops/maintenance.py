@@ -8,6 +8,7 @@ from datetime import timedelta
 from django.conf import settings
 from django.db.models import Q
 
+from audit import services as audit_services
 from nexus_project.db import db_now
 
 from ..models import Job, JobStatus
@@ -32,3 +33,10 @@ def transcripts_purge() -> int:
     )
     logger.info("transcripts purged", extra={"count": purged})
     return purged
+
+
+def access_log_purge() -> int:
+    """The access log's entries past NEXUS_ACCESS_LOG_RETENTION_DAYS, deleted."""
+    deleted = audit_services.access_log_purge()
+    logger.info("access log purged", extra={"count": deleted})
+    return deleted
