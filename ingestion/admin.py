@@ -19,8 +19,10 @@ from django.urls import reverse
 from django.utils import timezone
 from django.utils.html import format_html
 
+from audit.admin import AuditedActionsMixin
 from prospects.admin import ProspectAdmin
 from prospects.models import Prospect
+from tenants.access import TenantScopedAdminMixin
 
 from .models import LIVE_TRIGGER, Extraction, ExtractionBatch, Job
 from .services import job_requeue
@@ -52,13 +54,13 @@ class PurgedFilter(admin.SimpleListFilter):
 
 
 @admin.register(Job)
-class JobAdmin(admin.ModelAdmin):
+class JobAdmin(AuditedActionsMixin, TenantScopedAdminMixin, admin.ModelAdmin):  # type: ignore[misc]  # mixin vs generic stub
     list_display = [
         "session_id", "tenant", "status", "revision", "processed_revision", "failed_calls", "claims",
         "error_category", "short_error", "age", "prospect", "channel", "constructor_id", "trigger",
     ]  # fmt: skip
     list_filter = [
-        "tenant", "status", "error_category", PurgedFilter, "channel",
+        ("tenant", admin.RelatedOnlyFieldListFilter), "status", "error_category", PurgedFilter, "channel",
         ("constructor_id", admin.EmptyFieldListFilter), "page_context", "revised_at",
     ]  # fmt: skip
     search_fields = ["session_id", "fingerprint", "constructor_id"]
@@ -204,8 +206,10 @@ class ProspectWithSessionsAdmin(ProspectAdmin):
 
 
 @admin.register(Extraction)
-class ExtractionAdmin(admin.ModelAdmin):
+class ExtractionAdmin(TenantScopedAdminMixin, admin.ModelAdmin):
     """Every extractor call, read-only: what it cost and how long it took."""
+
+    tenant_field = "job__tenant"
 
     # Seven narrow columns: the list fits a 1,440 px window beside the admin's sidebars (it
     # overflowed with fifteen); the extractor is in the prompt version ("offline-…") and the
@@ -265,7 +269,7 @@ class ExtractionAdmin(admin.ModelAdmin):
 
 
 @admin.register(ExtractionBatch)
-class ExtractionBatchAdmin(admin.ModelAdmin):
+class ExtractionBatchAdmin(AuditedActionsMixin, admin.ModelAdmin):  # type: ignore[misc]  # mixin vs generic stub
     """Message Batches of bulk re-extractions: status, counts, cost; cancel from the list."""
 
     list_display = (

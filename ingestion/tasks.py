@@ -37,9 +37,11 @@ def sweep() -> int:
 
 @shared_task(name="ingestion.cleanup", ignore_result=True)
 def cleanup() -> int:
-    """Delete old transcripts (personal data) and delivered events past their retention;
-    prospects and extraction summaries stay."""
-    return maintenance.transcripts_purge() + maintenance.events_purge()
+    """Delete old transcripts (personal data), delivered events and access-log entries past
+    their retention; prospects and extraction summaries stay."""
+    purged = maintenance.transcripts_purge() + maintenance.events_purge()
+    maintenance.access_log_purge()
+    return purged
 
 
 @shared_task(name="ingestion.batches_poll", ignore_result=True)

@@ -88,7 +88,9 @@ INSTALLED_APPS = [
     "drf_spectacular_sidecar",  # Swagger UI and Redoc as static files: the docs work offline
     "corsheaders",
     "django_celery_beat",
+    "axes",  # login lockout (README → Operations → Logins)
     "tenants",
+    "audit",
     "prospects",
     "ingestion",
 ]
@@ -110,7 +112,26 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # Last, as django-axes asks: answers a locked-out login with its 429 page.
+    "axes.middleware.AxesMiddleware",
 ]
+
+# Logins that resist guessing (django-axes): after NEXUS_LOGIN_FAILURE_LIMIT failed logins for
+# one username from one IP, that pair is locked out for NEXUS_LOGIN_COOLOFF_MINUTES (429, "Account
+# locked: too many login attempts"). A superuser unlocks in the admin (Axes → Access attempts:
+# delete the row) or with `manage.py axes_reset_username USER`.
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+AXES_FAILURE_LIMIT = env_int("NEXUS_LOGIN_FAILURE_LIMIT", 5)
+AXES_COOLOFF_TIME = env_float("NEXUS_LOGIN_COOLOFF_MINUTES", 30.0) / 60  # hours
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
+# The admin's session: how long a login lasts (seconds; default 12 h), not a fortnight.
+SESSION_COOKIE_AGE = env_int("NEXUS_SESSION_COOKIE_AGE", 12 * 3600)
+# Where the admin lives (default admin/): another path keeps it off the scanners' lists.
+NEXUS_ADMIN_URL = (env_str("NEXUS_ADMIN_URL", "admin/").strip("/") or "admin") + "/"
 
 ROOT_URLCONF = "nexus_project.urls"
 WSGI_APPLICATION = "nexus_project.wsgi.application"
@@ -322,6 +343,8 @@ NEXUS: dict[str, Any] = {
     # Delivered prospect events (and their delivery records) are deleted after this many days.
     "EVENT_RETENTION_DAYS": env_int("NEXUS_EVENT_RETENTION_DAYS", 30),
     "FAILED_RETENTION_DAYS": env_int("NEXUS_FAILED_RETENTION_DAYS", 30),
+    # The access log (audit app): who saw contacts, exported, erased; purged by the cleanup.
+    "ACCESS_LOG_RETENTION_DAYS": env_int("NEXUS_ACCESS_LOG_RETENTION_DAYS", 365),
     # Alert thresholds (SPEC §4).
     "ALERT_QUEUE_LENGTH": env_int("NEXUS_ALERT_QUEUE_LENGTH", 100),
     "ALERT_OLDEST_PENDING_SECONDS": env_float("NEXUS_ALERT_OLDEST_PENDING_SECONDS", 300.0),

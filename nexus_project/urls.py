@@ -1,6 +1,7 @@
 """URL map: the public API under /api/, probes at the root, admin, OpenAPI docs, and in
 development a landing page at / and the widget demo."""
 
+from django.conf import settings
 from django.contrib import admin
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
@@ -18,7 +19,7 @@ urlpatterns = [
     path("healthz", healthz, name="healthz"),
     path("readyz", readyz, name="readyz"),
     path("metrics", prometheus_metrics, name="metrics"),
-    path("admin/", admin.site.urls),
+    path(settings.NEXUS_ADMIN_URL, admin.site.urls),
     path("", landing, name="landing"),
     path("demo/widget/", demo_widget, name="demo-widget"),  # development only (404 in production)
 ]

@@ -22,6 +22,11 @@ from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import mark_safe
 
+from audit.admin import AuditedActionsMixin
+from audit.services import access_record
+from tenants.access import TenantScopedAdminMixin
+
+from .masking import CONTACT_FIELDS, CONTACTS_PERMISSION, EXPORT_PERMISSION, mask_email, mask_phone
 from .models import Prospect
 from .vocabulary import Objecion
 
@@ -61,17 +66,23 @@ class _Echo:
         return value
 
 
-def prospects_csv(prospects: Iterable[Prospect]) -> Iterator[str]:
+def csv_columns(*, contacts: bool) -> list[str]:
+    """The CSV's columns: without the contacts permission, no e-mail and no phone."""
+    return CSV_COLUMNS if contacts else [c for c in CSV_COLUMNS if c not in CONTACT_FIELDS]
+
+
+def prospects_csv(prospects: Iterable[Prospect], columns: list[str] = CSV_COLUMNS) -> Iterator[str]:
     writer = csv.writer(_Echo())
-    yield writer.writerow(CSV_COLUMNS)
+    yield writer.writerow(columns)
     for prospect in prospects:
-        yield writer.writerow([csv_cell(getattr(prospect, column)) for column in CSV_COLUMNS])
+        yield writer.writerow([csv_cell(getattr(prospect, column)) for column in columns])
 
 
-def _csv_response(queryset: QuerySet[Prospect]) -> StreamingHttpResponse:
+def _csv_response(queryset: QuerySet[Prospect], *, contacts: bool) -> StreamingHttpResponse:
     name = f"prospects-{timezone.now():%Y%m%d-%H%M%S}.csv"
     rows = queryset.select_related("tenant").iterator(chunk_size=500)
-    response = StreamingHttpResponse(prospects_csv(rows), content_type="text/csv; charset=utf-8")
+    body = prospects_csv(rows, csv_columns(contacts=contacts))
+    response = StreamingHttpResponse(body, content_type="text/csv; charset=utf-8")
     response["Content-Disposition"] = f'attachment; filename="{name}"'
     return response
 
@@ -114,7 +125,7 @@ class ReferrerFilter(admin.SimpleListFilter):
 
 
 @admin.register(Prospect)
-class ProspectAdmin(admin.ModelAdmin):
+class ProspectAdmin(AuditedActionsMixin, TenantScopedAdminMixin, admin.ModelAdmin):  # type: ignore[misc]  # mixin vs generic stub
     # Six columns that fit a 1,440 px window beside the admin's sidebars (ten overflowed): the
     # name (or the visitor's key) once, email over phone, interest and moment in one cell; the
     # session count and the rest are on the prospect's page and in the CSV.
@@ -125,7 +136,9 @@ class ProspectAdmin(admin.ModelAdmin):
     list_display_links = ["prospect"]
     search_fields = ["nombre", "email", "telefono", "fingerprint", "constructor_id"]
     list_filter = [
-        "tenant", "arquetipo", "momento_optimo", "stage", ReferrerFilter, ChannelFilter, "page_context",
+        # The tenant filter offers only the user's tenants (RelatedOnly: from the scoped rows).
+        ("tenant", admin.RelatedOnlyFieldListFilter), "arquetipo", "momento_optimo", "stage",
+        ReferrerFilter, ChannelFilter, "page_context",
         "is_returning", "consent_given", "last_seen_at", "first_seen_at",
     ]  # fmt: skip
     # Hottest first; a prospect not yet rated sorts last, not first (PostgreSQL puts NULLs
@@ -150,6 +163,37 @@ class ProspectAdmin(admin.ModelAdmin):
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False
 
+    # Who sees contacts (prospects.view_contacts) and who exports (prospects.export_prospects):
+    # without the first, e-mails and phones are masked on the list and the page, cannot be
+    # searched for, and the CSV leaves them out.
+    def has_contacts_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm(CONTACTS_PERMISSION)
+
+    def has_export_prospects_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm(EXPORT_PERMISSION) and self.has_view_permission(request)
+
+    def get_list_display(self, request: HttpRequest) -> Any:
+        if self.has_contacts_permission(request):
+            return self.list_display
+        return ["masked_contact" if c == "contact" else c for c in self.list_display]
+
+    def get_fields(self, request: HttpRequest, obj: Any = None) -> Any:
+        return self._contact_fields(request, super().get_fields(request, obj))
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> Any:
+        return self._contact_fields(request, super().get_readonly_fields(request, obj))
+
+    def _contact_fields(self, request: HttpRequest, fields: Any) -> list[Any]:
+        if self.has_contacts_permission(request):
+            return list(fields)
+        return [f"masked_{f}" if f in CONTACT_FIELDS else f for f in fields]
+
+    def get_search_fields(self, request: HttpRequest) -> Any:
+        if self.has_contacts_permission(request):
+            return self.search_fields
+        # A search by e-mail would tell whether that person is here.
+        return [f for f in self.search_fields if f not in CONTACT_FIELDS]
+
     def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
 
@@ -173,6 +217,19 @@ class ProspectAdmin(admin.ModelAdmin):
         given = [value for value in (prospect.email, prospect.telefono) if value]
         return format_html_join(mark_safe("<br>"), "{}", ((value,) for value in given)) or "-"
 
+    @admin.display(description="contact")
+    def masked_contact(self, prospect: Prospect) -> str:
+        given = [v for v in (mask_email(prospect.email), mask_phone(prospect.telefono)) if v]
+        return format_html_join(mark_safe("<br>"), "{}", ((value,) for value in given)) or "-"
+
+    @admin.display(description="email")
+    def masked_email(self, prospect: Prospect) -> str:
+        return mask_email(prospect.email) or "-"
+
+    @admin.display(description="telefono")
+    def masked_telefono(self, prospect: Prospect) -> str:
+        return mask_phone(prospect.telefono) or "-"
+
     @admin.display(description="last seen", ordering="last_seen_at")
     def last_seen(self, prospect: Prospect) -> str:
         return f"{timezone.localtime(prospect.last_seen_at):%Y-%m-%d %H:%M}"
@@ -181,6 +238,18 @@ class ProspectAdmin(admin.ModelAdmin):
     def objections(self, prospect: Prospect) -> str:
         """The objections by their labels ("Precio, Multinivel (MLM)"), not as a JSON list."""
         return objection_labels(prospect.objeciones) or "-"
+
+    def change_view(
+        self, request: HttpRequest, object_id: str, form_url: str = "", extra_context: Any = None
+    ) -> HttpResponse:
+        response = super().change_view(request, object_id, form_url, extra_context)
+        if response.status_code == 200 and self.has_contacts_permission(request):
+            # The page showed this prospect's e-mail and phone in full.
+            access_record(
+                action="view_contacts", user=request.user, target="prospects.prospect",
+                object_ids=[object_id], row_count=1,
+            )  # fmt: skip
+        return response
 
     def get_urls(self) -> list[URLPattern]:
         export = path(
@@ -192,14 +261,19 @@ class ProspectAdmin(admin.ModelAdmin):
 
     def export_csv_view(self, request: HttpRequest) -> HttpResponseBase:
         """The list as filtered, searched and ordered on screen, every page of it."""
-        if not self.has_view_permission(request):
+        if not self.has_export_prospects_permission(request):
             return HttpResponse(status=403)
         try:
             changelist = self.get_changelist_instance(request)
         except IncorrectLookupParameters:
             return HttpResponseRedirect(reverse("admin:prospects_prospect_changelist"))
-        return _csv_response(changelist.get_queryset(request))
+        queryset = changelist.get_queryset(request)
+        access_record(
+            action="export_csv", user=request.user, target="prospects.prospect",
+            filters=dict(request.GET.items()), row_count=queryset.count(),
+        )  # fmt: skip
+        return _csv_response(queryset, contacts=self.has_contacts_permission(request))
 
-    @admin.action(description="Export selected prospects as CSV")
+    @admin.action(description="Export selected prospects as CSV", permissions=["export_prospects"])
     def export_selected_csv(self, request: HttpRequest, queryset: QuerySet[Prospect]) -> HttpResponseBase:
-        return _csv_response(queryset)
+        return _csv_response(queryset, contacts=self.has_contacts_permission(request))

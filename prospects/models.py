@@ -49,6 +49,11 @@ class Prospect(models.Model):
 
     class Meta:
         ordering = ["-last_seen_at"]
+        permissions = [
+            # Without it the admin masks e-mails and phones and the CSV leaves them out.
+            ("view_contacts", "Can see prospects' e-mails and phones"),
+            ("export_prospects", "Can export prospects as CSV"),
+        ]
         constraints = [
             # prospect_lock's INSERT … ON CONFLICT (tenant_id, key) relies on it.
             models.UniqueConstraint(fields=["tenant", "key"], name="prospect_tenant_key"),

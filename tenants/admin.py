@@ -9,10 +9,12 @@ from typing import Any
 
 from django import forms
 from django.contrib import admin, messages
+from django.contrib.auth import get_user_model
+from django.contrib.auth.admin import UserAdmin
 from django.db.models import QuerySet
 from django.http import HttpRequest
 
-from .models import Tenant, TenantKey
+from .models import Tenant, TenantKey, TenantMembership
 from .services import tenant_key_revoke
 
 
@@ -49,6 +51,17 @@ class TenantKeyInline(admin.TabularInline):
 
     def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False  # manage.py tenant_key create: the secret is shown once, in a terminal
+
+
+class TenantMembershipInline(admin.TabularInline):
+    """The tenants whose prospects, jobs and extractions this staff user sees (on the user's
+    page: a superuser needs none)."""
+
+    model = TenantMembership
+    extra = 0
+    fields = ["tenant", "created_at"]
+    readonly_fields = ["created_at"]
+    verbose_name = "tenant membership"
 
 
 @admin.register(Tenant)
@@ -92,3 +105,26 @@ class TenantKeyAdmin(admin.ModelAdmin):
     def revoke(self, request: HttpRequest, queryset: QuerySet[TenantKey]) -> None:
         revoked = sum(tenant_key_revoke(key_id=key_id) for key_id in queryset.values_list("id", flat=True))
         self.message_user(request, f"Revoked {revoked} key(s).", messages.SUCCESS)
+
+
+@admin.register(TenantMembership)
+class TenantMembershipAdmin(admin.ModelAdmin):
+    """Which staff user sees which tenant (a superuser sees every tenant without one)."""
+
+    list_display = ["user", "tenant", "created_at"]
+    list_filter = ["tenant"]
+    search_fields = ["user__username", "user__email", "tenant__slug"]
+    list_select_related = ["user", "tenant"]
+    fields = ["user", "tenant"]
+
+
+# The user's page lists their tenants beside their groups (the way Django's UserAdmin is
+# extended).
+User = get_user_model()
+if admin.site.is_registered(User):
+    admin.site.unregister(User)
+
+
+@admin.register(User)
+class UserWithTenantsAdmin(UserAdmin):
+    inlines = [*UserAdmin.inlines, TenantMembershipInline]

@@ -7,6 +7,7 @@ of its Origin among the tenants' domains; a server request by its key (``TenantK
 
 from __future__ import annotations
 
+from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import models
 
@@ -81,3 +82,21 @@ class TenantKey(models.Model):
     @property
     def is_active(self) -> bool:
         return self.revoked_at is None
+
+
+class TenantMembership(models.Model):
+    """A staff user's tenant: the admin shows a user only their tenants' prospects, jobs and
+    extractions (``tenants.access``); a superuser sees every tenant's."""
+
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="tenant_memberships"
+    )
+    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="memberships")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["tenant__slug", "user__username"]
+        constraints = [models.UniqueConstraint(fields=["user", "tenant"], name="tenant_membership_unique")]
+
+    def __str__(self) -> str:
+        return f"{self.user_id} in {self.tenant_id}"

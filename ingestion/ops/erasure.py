@@ -11,9 +11,13 @@ A worker mid-run on an erased job finds its row gone and discards its result.
 
 from __future__ import annotations
 
+import json
 import logging
 from dataclasses import dataclass
+from typing import Any
 
+from django.core import serializers
+from django.core.serializers.json import DjangoJSONEncoder
 from django.db import transaction
 from django.db.models import Q, QuerySet
 
@@ -38,11 +42,14 @@ class Erasure:
 
 
 def _targets(
-    fingerprint: str, email: str, tenant: str
+    fingerprint: str, email: str, tenant: str, phone: str = ""
 ) -> tuple[QuerySet[Prospect], QuerySet[Job], QuerySet[Extraction]]:
     if fingerprint:
         prospect_q = Q(fingerprint=fingerprint) | Q(key=prospect_key(fingerprint=fingerprint))
         job_q = Q(fingerprint=fingerprint)
+    elif phone:
+        prospect_q = Q(telefono=phone)
+        job_q = Q(extracted__telefono=phone)
     else:
         prospect_q = Q(email__iexact=email)
         job_q = Q(extracted__email__iexact=email) | Q(messages__icontains=email)
@@ -84,3 +91,30 @@ def person_forget(
         extra={"by": "fingerprint" if fingerprint else "email", "tenant": tenant or "*", **result.__dict__},
     )
     return result
+
+
+def person_export(
+    *, fingerprint: str = "", email: str = "", phone: str = "", tenant: str = ""
+) -> dict[str, Any]:
+    """Everything held on one person (the subject-access request), as JSON-ready data: their
+    prospects, their jobs (transcripts not yet purged included) and the extractions. The same
+    person as ``person_forget`` finds; ``phone`` in E.164, as stored."""
+    given = [v for v in (fingerprint.strip(), email.strip(), phone.strip()) if v]
+    if len(given) != 1:
+        raise ValueError("give exactly one of fingerprint, email or phone")
+    prospects, jobs, extractions = _targets(
+        fingerprint.strip(), email.strip().lower(), tenant.strip(), phone=phone.strip()
+    )
+
+    def rows(queryset: QuerySet[Any]) -> list[dict[str, Any]]:
+        return [
+            {"id": row["pk"], **row["fields"]}
+            for row in serializers.serialize("python", queryset.order_by("pk"))
+        ]
+
+    data = {
+        "prospects": rows(prospects),
+        "jobs": rows(jobs),
+        "extractions": rows(extractions),
+    }
+    return json.loads(json.dumps(data, cls=DjangoJSONEncoder))

@@ -8,6 +8,7 @@ from datetime import timedelta
 from django.conf import settings
 from django.db.models import Q
 
+from audit import services as audit_services
 from nexus_project.db import db_now
 from prospects.models import Event
 
@@ -41,4 +42,11 @@ def events_purge() -> int:
     cutoff = db_now() - timedelta(days=settings.NEXUS["EVENT_RETENTION_DAYS"])
     deleted, _ = Event.objects.filter(delivered_at__lt=cutoff).delete()
     logger.info("delivered events purged", extra={"count": deleted})
+    return deleted
+
+
+def access_log_purge() -> int:
+    """The access log's entries past NEXUS_ACCESS_LOG_RETENTION_DAYS, deleted."""
+    deleted = audit_services.access_log_purge()
+    logger.info("access log purged", extra={"count": deleted})
     return deleted

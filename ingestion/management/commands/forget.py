@@ -7,6 +7,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandParser
 
+from audit.services import access_record
 from ingestion.ops.erasure import person_forget
 
 
@@ -28,6 +29,14 @@ class Command(BaseCommand):
             email=options["email"] or "",
             tenant=options["tenant"],
             dry_run=options["dry_run"],
+        )
+        # The proof that the erasure happened (or was looked at), without the person: the
+        # fingerprint or e-mail as its hash. The erasure itself leaves this entry alone.
+        access_record(
+            action="forget",
+            target="forget",
+            filters={key: options[key] for key in ("fingerprint", "email", "tenant", "dry_run")},
+            row_count=erasure.prospects + erasure.jobs + erasure.extractions,
         )
         counts = (
             f"{erasure.prospects} prospect(s), {erasure.jobs} job(s), {erasure.extractions} extraction(s)"

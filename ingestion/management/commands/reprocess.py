@@ -23,6 +23,7 @@ from django.core.management.base import BaseCommand, CommandError
 from django.db.models import OuterRef, QuerySet, Subquery
 from django.utils import timezone
 
+from audit.services import access_record
 from ingestion.extraction.base import ExtractionError
 from ingestion.models import Extraction, ExtractionOutcome, Job, JobStatus
 from ingestion.services import job_requeue
@@ -145,6 +146,10 @@ class Command(BaseCommand):
             # The category says why a failed job failed (last_error in full is in the admin).
             why = f"  {job.error_category}" if job.error_category else ""
             self.stdout.write(f"{verb}  {_row(job)}{why}")
+        access_record(
+            action="reprocess", target="reprocess", filters={**filters, "tenant": tenant, "dry_run": dry_run},
+            row_count=queued,
+        )  # fmt: skip
         summary = f"{verb} {queued} job(s)"
         if purged or busy:
             summary += f"; skipped {purged + busy} (purged: {purged}, processing: {busy})"
@@ -159,4 +164,7 @@ class Command(BaseCommand):
         for batch in created:
             self.stdout.write(f"batch  {batch.id}  {batch.provider_id}  {batch.requests} job(s)")
         total = sum(b.requests for b in created)
+        access_record(
+            action="reprocess", target="reprocess", filters={**filters, "batch": True}, row_count=total
+        )
         self.stdout.write(self.style.SUCCESS(f"submitted {total} job(s) in {len(created)} batch(es)"))

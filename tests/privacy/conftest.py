@@ -1,0 +1,24 @@
+"""The "Sales" groups, as the migration makes them, before each test here."""
+
+from __future__ import annotations
+
+import importlib
+
+import pytest
+from django.contrib.auth.models import Group, Permission
+
+GROUPS = importlib.import_module("prospects.migrations.0007_sales_groups").GROUPS
+
+
+@pytest.fixture(autouse=True)
+def sales_groups(request):
+    """Made again if a transactional test's flush (which keeps permissions, made again on
+    post_migrate, but not migration data) removed them."""
+    if "django_db" not in {m.name for m in request.node.iter_markers()}:
+        return
+    request.getfixturevalue("db")
+    for name, codenames in GROUPS.items():
+        group, _ = Group.objects.get_or_create(name=name)
+        group.permissions.add(
+            *Permission.objects.filter(content_type__app_label="prospects", codename__in=codenames)
+        )
