@@ -21,7 +21,7 @@ help:
 	@echo "make servers  only the embedded PostgreSQL and valkey, for the parts below in other terminals"
 	@echo "make superuser  the first admin login (asks for a name and password; make run or make servers up)"
 	@echo "make test     the pytest suite (own PostgreSQL and valkey unless DATABASE_URL / REDIS_URL; PYTEST_ARGS=...)"
-	@echo "make chaos    the fault-injection suite: kills, flushes and restarts under load (~6 min)"
+	@echo "make chaos    the fault-injection suite: kills, flushes and restarts under load (~17 min)"
 	@echo "make soak     20 min of traffic and faults, leak figures as JSON (SOAK_MINUTES=...)"
 	@echo "make lint     ruff check, ruff format --check, mypy"
 	@echo "make fmt      ruff format and ruff check --fix"

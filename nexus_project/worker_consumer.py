@@ -19,11 +19,13 @@ already done in the ledger, so the redelivery is claimed by nobody (SPEC §10).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Callable
 from typing import Any
 
 from celery.worker.consumer import Consumer as CeleryConsumer
+from kombu.transport import virtual
 from redis.exceptions import OutOfMemoryError
 
 logger = logging.getLogger(__name__)
@@ -58,6 +60,10 @@ def _tolerating_dead_channel(callback: Callable[..., Any]) -> Callable[..., Any]
         except OutOfMemoryError as error:
             # Redis at maxmemory with noeviction refuses the ack's MULTI (ZREM + HDEL): the message
             # stays unacked and comes back after the visibility timeout, to find its job done.
+            # kombu's Redis QoS removes the delivery tag from its own count only after that MULTI,
+            # so the refused ack would keep one prefetch slot taken until the worker restarts:
+            # enough of them and the worker stops consuming. The slot is released here.
+            _release_prefetch_slot(callback)
             logger.warning(
                 "ack or reject refused by a full Redis (it redelivers later; the ledger ignores it)",
                 extra={"error": type(error).__name__},
@@ -65,3 +71,15 @@ def _tolerating_dead_channel(callback: Callable[..., Any]) -> Callable[..., Any]
             return None
 
     return run
+
+
+def _release_prefetch_slot(callback: Callable[..., Any]) -> None:
+    """Count a message whose ack Redis refused as acked by this worker (the virtual
+    transport's own ack, without the Redis index update that failed)."""
+    message = getattr(callback, "__self__", None)
+    qos = getattr(getattr(message, "channel", None), "qos", None)
+    tag = getattr(message, "delivery_tag", None)
+    if qos is None or tag is None:
+        return
+    with contextlib.suppress(Exception):  # best effort: never turn a refused ack into a crash
+        virtual.QoS.ack(qos, tag)
