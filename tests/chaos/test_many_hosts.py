@@ -136,10 +136,12 @@ def redis_out_of_memory(ctx: Context) -> None:
 
 
 @pytest.mark.xfail(
-    reason="known bug, issue 16 stays open: an ack that a full Redis refuses is dropped, but kombu's "
-    "QoS keeps its delivery tag, so each refused ack holds one prefetch slot until the worker "
-    "restarts; with enough refused acks (a loaded machine) the worker stops consuming and the "
-    "drain stalls (CI: 129 sessions pending after 60 s). The fix is to release the slot locally.",
+    reason="known bug, issue 16 stays open: under a full Redis a worker can still exit. A message "
+    "that BRPOP has taken is added to kombu's unacked index (ZADD); when Redis refuses that write "
+    "the error escapes Celery's event loop and the worker stops ('Unrecoverable error: "
+    "OutOfMemoryError'). Nothing is lost (the sweeper publishes the job again), but the scenario "
+    "requires the workers to survive. A refused ack, the other way a full Redis stopped workers, "
+    "now releases its prefetch slot (nexus_project/worker_consumer.py).",
     strict=False,
 )
 def test_redis_oom_delays_but_loses_nothing(stack: Stack, fault_free_redis: Outcome) -> None:
