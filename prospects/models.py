@@ -122,6 +122,8 @@ class Event(models.Model):
     payload = models.JSONField(default=dict, encoder=DjangoJSONEncoder)
     created_at = models.DateTimeField(auto_now_add=True)
     delivered_at = models.DateTimeField(null=True, blank=True)
+    # A prospect.hot event's mail (NEXUS_HOT_LEAD_EMAILS, prospects.notify) was sent: at most once.
+    mailed_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["prospect_id", "sequence"]
