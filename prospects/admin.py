@@ -221,10 +221,11 @@ class ReferrerFilter(admin.SimpleListFilter):
 @admin.register(Prospect)
 class ProspectAdmin(AuditedActionsMixin, TenantScopedAdminMixin, admin.ModelAdmin):  # type: ignore[misc]  # mixin vs generic stub
     # Six columns that fit a 1,440 px window beside the admin's sidebars (ten overflowed): the
-    # name (or the visitor's key) once, email over phone, interest and moment in one cell; the
-    # session count and the rest are on the prospect's page and in the CSV.
+    # name (or the visitor's key) once, email over phone, interest and moment in one cell, the
+    # review status over the stage and owner; the session count and the rest are on the
+    # prospect's page and in the CSV.
     list_display = [
-        "prospect", "contact", "arquetipo", "interest", "stage", "review", "last_seen",
+        "prospect", "contact", "arquetipo", "interest", "review", "last_seen",
     ]  # fmt: skip
     list_select_related = ["tenant", "owner"]
     list_display_links = ["prospect"]
@@ -395,10 +396,17 @@ class ProspectAdmin(AuditedActionsMixin, TenantScopedAdminMixin, admin.ModelAdmi
             return "-"
         return f"{prospect.nivel_interes} · {prospect.get_momento_optimo_display()}"
 
+    # The review status over the stage and the owner: one column, so the list still fits
+    # 1,440 px with the contact links.
     @admin.display(description="review", ordering="review_status")
     def review(self, prospect: Prospect) -> str:
         owner = prospect.owner.get_username() if prospect.owner is not None else "nobody"
-        return format_html("{}<br><small>{}</small>", prospect.get_review_status_display(), owner)
+        return format_html(
+            "{}<br><small>{} · {}</small>",
+            prospect.get_review_status_display(),
+            prospect.get_stage_display(),
+            owner,
+        )
 
     @admin.display(description="contact", ordering="email")
     def contact(self, prospect: Prospect) -> str:
