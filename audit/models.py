@@ -15,7 +15,8 @@ class AccessLogEntry(models.Model):
     # The username as it was (kept if the user is deleted); "" for a command run from a shell.
     actor = models.CharField(max_length=150, blank=True, default="")
     user_id = models.IntegerField(null=True, blank=True)
-    # "view_contacts", "export_csv", "admin_action", "forget", "reprocess", "export_person"
+    # "view_contacts", "export_csv", "admin_action", "review_status_changed", "owner_changed",
+    # "forget", "reprocess", "export_person"
     action = models.CharField(max_length=64, db_index=True)
     # The model or command concerned ("prospects.prospect", "ingestion.job", "forget").
     target = models.CharField(max_length=64, blank=True, default="")

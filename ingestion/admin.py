@@ -1,5 +1,5 @@
 """The job ledger in the admin: the dead-letter queue and the re-queue buttons; every
-extractor call, read-only; and a prospect's sessions and extractions on its page.
+extractor call, read-only; and a prospect's sessions, extractions and conversations on its page.
 
 Rows are written by the pipeline only; the admin reads them and acts through
 ``services.job_requeue`` (the same path as ``manage.py reprocess``).
@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import uuid
+from collections.abc import Iterable
 from datetime import timedelta
 from typing import Any
 
@@ -17,7 +18,7 @@ from django.db.models import QuerySet
 from django.http import HttpRequest
 from django.urls import reverse
 from django.utils import timezone
-from django.utils.html import format_html
+from django.utils.html import format_html, format_html_join
 
 from audit.admin import AuditedActionsMixin
 from prospects.admin import ProspectAdmin
@@ -179,7 +180,8 @@ class ExtractionInline(ReadOnlyInline):
 
 
 class JobInline(ReadOnlyInline):
-    """The visitor's sessions, without their transcripts (those stay on the job's own page)."""
+    """The visitor's sessions, without their transcripts (the page's "conversation" shows them,
+    to users who may see contacts)."""
 
     model = Job
     fk_name = "prospect"
@@ -203,6 +205,57 @@ admin.site.unregister(Prospect)
 @admin.register(Prospect)
 class ProspectWithSessionsAdmin(ProspectAdmin):
     inlines = [JobInline, ExtractionInline]
+    # Each session's latest transcript, read-only, last on the page. It is personal data: a
+    # user without prospects.view_contacts sees masked_conversation instead (the parent's
+    # _contact_fields), and change_view's access-log entry for a contacts view covers it.
+    fields = [*ProspectAdmin.fields, "conversation"]  # type: ignore[assignment]  # list, not tuple
+    readonly_fields = [*ProspectAdmin.readonly_fields, "conversation"]
+    personal_fields = (*ProspectAdmin.personal_fields, "conversation")
+
+    @admin.display(description="conversation")
+    def conversation(self, prospect: Prospect) -> str:
+        return conversation_html(
+            Job.objects.filter(prospect=prospect, purged_at__isnull=True)
+            .only("session_id", "messages", "revised_at", "channel")
+            .order_by("-revised_at")
+        )
+
+    @admin.display(description="conversation")
+    def masked_conversation(self, prospect: Prospect) -> str:
+        return "hidden: needs the permission to see contacts (prospects.view_contacts)"
+
+
+def conversation_html(jobs: Iterable[Job]) -> str:
+    """Each session's latest transcript as role and text per message, newest session first,
+    every value escaped."""
+    blocks = []
+    for job in jobs:
+        turns = format_html_join(
+            "",
+            '<p class="nexus-turn nexus-{}"><strong>{}</strong>: {}</p>',
+            (
+                (_role(m), _role(m), str(m.get("content", "")) if isinstance(m, dict) else "")
+                for m in (job.messages or [])
+            ),
+        )
+        when = f"{timezone.localtime(job.revised_at):%Y-%m-%d %H:%M}"
+        blocks.append(
+            format_html(
+                '<div class="nexus-conversation"><h4>{} · {} · {}</h4>{}</div>',
+                job.session_id,
+                job.channel,
+                when,
+                turns,
+            )
+        )
+    if not blocks:
+        return "-"
+    return format_html_join("", "{}", ((block,) for block in blocks))
+
+
+def _role(message: Any) -> str:
+    role = message.get("role") if isinstance(message, dict) else None
+    return role if role in ("user", "assistant") else "other"
 
 
 @admin.register(Extraction)

@@ -6,7 +6,7 @@ import logging
 
 from celery import Task, shared_task
 
-from prospects import webhooks
+from prospects import notify, webhooks
 
 from . import dispatch
 from .logcontext import job_context_var, request_id_var
@@ -61,8 +61,10 @@ def alerts() -> list[str]:
 
 @shared_task(name=dispatch.EVENT_DELIVER, ignore_result=True)
 def event_deliver(event_id: int) -> int:
-    """Deliver a committed prospect event to every endpoint that wants it."""
+    """Deliver a committed prospect event to every endpoint that wants it (and, for a
+    prospect.hot, the hot-lead mail: prospects.notify)."""
     ids = webhooks.deliveries_prepare(event_id)
+    notify.hot_lead_mail(event_id)
     for delivery_id in ids:
         delivery_attempt(delivery_id)
     return len(ids)

@@ -328,6 +328,9 @@ NEXUS: dict[str, Any] = {
     ],
     "WEBHOOK_ALLOW_PRIVATE": env_bool("NEXUS_WEBHOOK_ALLOW_PRIVATE", not PRODUCTION),
     "WEBHOOK_TIMEOUT_SECONDS": env_float("NEXUS_WEBHOOK_TIMEOUT_SECONDS", 5.0),
+    # Who is mailed on prospect.hot (prospects.notify): addresses, and "owner" for the
+    # prospect's owner; empty: nobody.
+    "HOT_LEAD_EMAILS": env_list("NEXUS_HOT_LEAD_EMAILS", []),
     # Exponential backoff with full jitter for transient failures; the cap stays far below the
     # broker visibility timeout (3600 s).
     "BACKOFF_BASE_SECONDS": env_float("NEXUS_BACKOFF_BASE_SECONDS", 2.0),
@@ -379,6 +382,21 @@ if NEXUS["GOVERNOR_BURST_SECONDS"] <= 0:
 # without domains). Created or updated at migrate, never deleted; the admin edits them after.
 NEXUS_TENANTS = env_tenants("NEXUS_TENANTS")
 # Requests with no origin (and no key or X-Tenant-Id) land here; it always exists.
+# Outgoing e-mail (the hot-lead mail): EMAIL_URL as django-environ reads it
+# (smtp+tls://user:password@host:587, consolemail://); the console in development.
+_email = environ.Env.email_url_config(
+    env_str("EMAIL_URL", "smtp://localhost:25" if PRODUCTION else "consolemail://")
+)
+EMAIL_BACKEND = _email["EMAIL_BACKEND"]
+EMAIL_HOST = _email.get("EMAIL_HOST") or "localhost"
+EMAIL_PORT = _email.get("EMAIL_PORT") or 25
+EMAIL_HOST_USER = _email.get("EMAIL_HOST_USER", "")
+EMAIL_HOST_PASSWORD = _email.get("EMAIL_HOST_PASSWORD", "")
+EMAIL_USE_TLS = bool(_email.get("EMAIL_USE_TLS", False))
+EMAIL_USE_SSL = bool(_email.get("EMAIL_USE_SSL", False))
+EMAIL_TIMEOUT = 10
+DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "nexus@localhost")
+
 NEXUS_DEFAULT_TENANT = env_str("NEXUS_DEFAULT_TENANT", "default")
 if not TENANT_SLUG.fullmatch(NEXUS_DEFAULT_TENANT):
     raise ImproperlyConfigured(

@@ -2,12 +2,28 @@
 
 from __future__ import annotations
 
+from django.conf import settings
 from django.core.serializers.json import DjangoJSONEncoder
 from django.db import models
 
 from tenants.directory import default_tenant_id
 
 from .vocabulary import Arquetipo, Momento, Stage
+
+
+class ReviewStatus(models.TextChoices):
+    """Where the sales team stands with the visitor (the review desk), set by people only."""
+
+    NUEVO = "nuevo", "Nuevo"
+    CONTACTADO = "contactado", "Contactado"
+    EN_SEGUIMIENTO = "en_seguimiento", "En seguimiento"
+    CONVERTIDO = "convertido", "Convertido"
+    DESCARTADO = "descartado", "Descartado"
+
+
+# The review desk's fields: written by people in the admin, never by the fold
+# (services.prospect_refold updates only the fields it derives).
+REVIEW_FIELDS = ("review_status", "owner", "notes", "contacted_at")
 
 
 class Prospect(models.Model):
@@ -40,6 +56,22 @@ class Prospect(models.Model):
     is_returning = models.BooleanField(null=True, blank=True)
     consent_given = models.BooleanField(null=True, blank=True)  # the latest sent
     consent_at = models.DateTimeField(null=True, blank=True)  # since when it has been given
+
+    # The review desk (REVIEW_FIELDS): people's, not the fold's.
+    review_status = models.CharField(
+        max_length=16, choices=ReviewStatus.choices, default=ReviewStatus.NUEVO, db_index=True
+    )
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="owned_prospects",
+        limit_choices_to={"is_staff": True},
+    )
+    notes = models.TextField(blank=True, default="")
+    # When it was last marked contacted (the database's clock, functions.Now()).
+    contacted_at = models.DateTimeField(null=True, blank=True)
 
     first_seen_at = models.DateTimeField()
     last_seen_at = models.DateTimeField()
@@ -90,6 +122,8 @@ class Event(models.Model):
     payload = models.JSONField(default=dict, encoder=DjangoJSONEncoder)
     created_at = models.DateTimeField(auto_now_add=True)
     delivered_at = models.DateTimeField(null=True, blank=True)
+    # A prospect.hot event's mail (NEXUS_HOT_LEAD_EMAILS, prospects.notify) was sent: at most once.
+    mailed_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["prospect_id", "sequence"]

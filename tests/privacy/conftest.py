@@ -7,7 +7,11 @@ import importlib
 import pytest
 from django.contrib.auth.models import Group, Permission
 
-GROUPS = importlib.import_module("prospects.migrations.0007_sales_groups").GROUPS
+# What the migrations give each group: 0007 made them, 0009 added the review desk's change_prospect.
+GROUPS: dict[str, list[str]] = {}
+for _migration in ("0007_sales_groups", "0009_sales_groups_review"):
+    for _name, _codenames in importlib.import_module(f"prospects.migrations.{_migration}").GROUPS.items():
+        GROUPS.setdefault(_name, []).extend(_codenames)
 
 
 @pytest.fixture(autouse=True)

@@ -90,8 +90,8 @@ def test_masks_keep_the_country_and_the_last_digits():
 def test_the_migration_makes_the_two_groups():
     sales = set(Group.objects.get(name="Sales").permissions.values_list("codename", flat=True))
     lead = set(Group.objects.get(name="Sales lead").permissions.values_list("codename", flat=True))
-    assert sales == {"view_prospect"}
-    assert lead == {"view_prospect", "view_contacts", "export_prospects"}
+    assert sales == {"view_prospect", "change_prospect"}
+    assert lead == {"view_prospect", "change_prospect", "view_contacts", "export_prospects"}
 
 
 def test_a_user_sees_only_their_tenants_prospects_jobs_and_extractions(world):
