@@ -21,6 +21,7 @@ from django.conf import settings
 from django.contrib import admin
 from django.contrib.admin.forms import AdminAuthenticationForm
 from django.contrib.auth.signals import user_login_failed
+from django.db import transaction
 from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
 from django.urls import reverse
@@ -51,28 +52,38 @@ class NexusLoginForm(OTPAuthenticationFormMixin, AdminAuthenticationForm):  # ty
             return cleaned
         user.otp_device = None
         token = (cleaned.get("otp_token") or "").strip()
-        device = next(iter(devices_for_user(user, confirmed=True, for_verify=True)), None)
-        pending = None
-        if device is None:
-            pending = TOTPDevice.objects.filter(user=user, confirmed=False).order_by("-pk").first()
-            if pending is None or not token:
-                return cleaned  # not enrolled (or enrolment not confirmed): password only
-            device = pending
-        try:
-            if not token:
-                raise forms.ValidationError(
-                    "Enter the code from your authenticator app.", code="token_required"
-                )
-            user.otp_device = self._verify_token(user, token, device)
-        except forms.ValidationError:
+        error = None
+        # One transaction, as django-otp's own form: the device row is locked while its code is
+        # checked, and a failure's throttle count is kept (the error leaves after the commit).
+        with transaction.atomic():
+            device = next(iter(devices_for_user(user, confirmed=True, for_verify=True)), None)
+            pending = None
+            if device is None:
+                pending = (
+                    TOTPDevice.objects.select_for_update()
+                    .filter(user=user, confirmed=False).order_by("-pk").first()
+                )  # fmt: skip
+                if pending is None or not token:
+                    return cleaned  # not enrolled (or enrolment not confirmed): password only
+                device = pending
+            try:
+                if not token:
+                    raise forms.ValidationError(
+                        "Enter the code from your authenticator app.", code="token_required"
+                    )
+                user.otp_device = self._verify_token(user, token, device)
+            except forms.ValidationError as e:
+                error = e
+            else:
+                if pending is not None:
+                    pending.confirmed = True
+                    pending.save(update_fields=["confirmed"])
+        if error is not None:
             # A wrong second factor is a failed login: django-axes counts it toward the lockout.
             user_login_failed.send(
                 sender=type(self), credentials={"username": cleaned.get("username")}, request=self.request
             )
-            raise
-        if pending is not None:
-            pending.confirmed = True
-            pending.save(update_fields=["confirmed"])
+            raise error
         return cleaned
 
 
