@@ -79,7 +79,7 @@ class WebhookEndpointAdmin(TenantScopedAdminMixin, admin.ModelAdmin):  # type: i
     actions = ("send_test_event", "disable")
 
     def formfield_for_foreignkey(self, db_field: Any, request: HttpRequest, **kwargs: Any) -> Any:
-        field = super().formfield_for_foreignkey(db_field, request, **kwargs)
+        field: Any = super().formfield_for_foreignkey(db_field, request, **kwargs)
         ids = tenant_ids_for(request.user)
         if db_field.name == "tenant" and ids is not None:
             # Not a superuser: only their tenants, and never "every tenant" (no tenant).

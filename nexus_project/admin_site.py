@@ -47,7 +47,7 @@ class NexusLoginForm(OTPAuthenticationFormMixin, AdminAuthenticationForm):  # ty
 
     def clean(self) -> dict[str, Any]:
         cleaned = super().clean()
-        user = self.get_user()
+        user: Any = self.get_user()
         if user is None:
             return cleaned
         user.otp_device = None

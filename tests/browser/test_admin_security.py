@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from django.conf import settings
 from django.contrib.auth import get_user_model
-from django.contrib.auth.models import Group
+from django.contrib.auth.models import Group, Permission
 from django.core.management import call_command
 from django.utils import timezone
 from django_otp.oath import totp
@@ -19,6 +19,7 @@ from django_otp.plugins.otp_totp.models import TOTPDevice
 
 from prospects.models import Prospect
 from tenants.models import Tenant, TenantMembership
+from tests.privacy.conftest import GROUPS
 
 CHROMIUM = Path("/usr/bin/chromium")
 SCREENSHOT = Path("/work/notes/masked_contacts.png")
@@ -43,7 +44,9 @@ def browser(monkeypatch):
     monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
     with sync_api.sync_playwright() as playwright:
         # --no-sandbox: chromium refuses its sandbox as root, which CI containers are.
-        launched = playwright.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=["--no-sandbox"])
+        launched = playwright.chromium.launch(
+            executable_path=str(CHROMIUM), headless=True, args=["--no-sandbox"]
+        )
         try:
             yield launched
         finally:
@@ -85,13 +88,11 @@ def test_lockout_shows_its_message_and_refuses_the_right_password_until_unlocked
 
 
 def test_contacts_are_masked_without_the_permission_and_clear_with_it(live_server, browser):
-    from tests.privacy.conftest import GROUPS
-
-    from django.contrib.auth.models import Permission
-
     for name, codenames in GROUPS.items():  # a transactional test's flush dropped them
         group, _ = Group.objects.get_or_create(name=name)
-        group.permissions.add(*Permission.objects.filter(content_type__app_label="prospects", codename__in=codenames))
+        group.permissions.add(
+            *Permission.objects.filter(content_type__app_label="prospects", codename__in=codenames)
+        )
     shop = Tenant.objects.create(slug="shop-a")
     now = timezone.now()
     ana = Prospect.objects.create(
@@ -115,7 +116,9 @@ def test_contacts_are_masked_without_the_permission_and_clear_with_it(live_serve
 
     lead = browser.new_page()
     log_in(lead, live_server.url, "lead", PASSWORD, then="/admin/prospects/prospect/")
-    sync_api.expect(lead.locator("#result_list tbody tr", has_text="Ana Alfa")).to_contain_text("+573001234567")
+    sync_api.expect(lead.locator("#result_list tbody tr", has_text="Ana Alfa")).to_contain_text(
+        "+573001234567"
+    )
     lead.goto(f"{lists}{ana.pk}/change/")
     sync_api.expect(lead.locator("#content-main")).to_contain_text("ana@example.test")
     assert SCREENSHOT.stat().st_size > 0

@@ -3,6 +3,8 @@ and acts on their tenants' rows only; an endpoint of no tenant (global) only a s
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Permission
@@ -20,23 +22,34 @@ DELIVERIES = "/admin/prospects/delivery/"
 
 def grant(*codenames: str) -> None:
     user = get_user_model().objects.get(username="vendedor")
-    user.user_permissions.add(*Permission.objects.filter(content_type__app_label="prospects", codename__in=codenames))
+    user.user_permissions.add(
+        *Permission.objects.filter(content_type__app_label="prospects", codename__in=codenames)
+    )
 
 
 @pytest.fixture
 def hooks(shops):  # noqa: F811
     a, b = shops
-    rows = {}
+    rows: dict[str, dict[str, Any]] = {}
     for name, tenant in (("a", a), ("b", b)):
         p = prospect(f"fp:{name}", tenant, nombre=f"Persona {name}", telefono="+573001234567")
         event = Event.objects.create(
             tenant=tenant, prospect=p, sequence=1, type="prospect.created",
             payload={"changes": {"telefono": {"old": None, "new": "+573001234567"}}},
         )  # fmt: skip
-        endpoint = WebhookEndpoint.objects.create(url=f"https://crm-{name}.example.test/hook", tenant=tenant, secret="s")
-        rows[name] = {"event": event, "endpoint": endpoint, "delivery": Delivery.objects.create(event=event, endpoint=endpoint)}
+        endpoint = WebhookEndpoint.objects.create(
+            url=f"https://crm-{name}.example.test/hook", tenant=tenant, secret="s"
+        )
+        rows[name] = {
+            "event": event,
+            "endpoint": endpoint,
+            "delivery": Delivery.objects.create(event=event, endpoint=endpoint),
+        }
     glob = WebhookEndpoint.objects.create(url="https://global.example.test/hook", secret="s")
-    rows["global"] = {"endpoint": glob, "delivery": Delivery.objects.create(event=rows["a"]["event"], endpoint=glob)}
+    rows["global"] = {
+        "endpoint": glob,
+        "delivery": Delivery.objects.create(event=rows["a"]["event"], endpoint=glob),
+    }
     return a, b, rows
 
 
@@ -95,7 +108,12 @@ def test_a_staff_user_adds_endpoints_only_for_their_tenants(hooks):
     grant("view_webhookendpoint", "add_webhookendpoint")
     form = client.get(f"{ENDPOINTS}add/").content.decode()
     assert "shop-a" in form and "shop-b" not in form
-    base = {"url": "https://new.example.test/hook", "events": "[]", "secret": "whsec_dGVzdA==", "active": "on"}
+    base = {
+        "url": "https://new.example.test/hook",
+        "events": "[]",
+        "secret": "whsec_dGVzdA==",
+        "active": "on",
+    }
     assert client.post(f"{ENDPOINTS}add/", {**base, "tenant": ""}).status_code == 200  # refused: no global
     assert client.post(f"{ENDPOINTS}add/", {**base, "tenant": b.pk}).status_code == 200  # refused
     assert not WebhookEndpoint.objects.filter(url=base["url"]).exists()
@@ -110,9 +128,9 @@ def test_the_event_payload_masks_contacts_without_view_contacts(hooks):
     page = client.get(f"{EVENTS}{rows['a']['event'].pk}/change/").content.decode()
     assert "+57 *** *** 4567" in page and "+573001234567" not in page
     grant("view_contacts")
-    page = Client()
-    page.force_login(get_user_model().objects.get(username="vendedor"))
-    clear = page.get(f"{EVENTS}{rows['a']['event'].pk}/change/").content.decode()
+    fresh = Client()  # the user's permissions, read again
+    fresh.force_login(get_user_model().objects.get(username="vendedor"))
+    clear = fresh.get(f"{EVENTS}{rows['a']['event'].pk}/change/").content.decode()
     assert "+573001234567" in clear
 
 

@@ -86,7 +86,10 @@ def test_a_wrong_or_missing_code_is_refused():
     device = confirmed("jefa")
     client = Client()
     missing = login(client, "jefa")
-    assert missing.status_code == 200 and "Enter the code from your authenticator app" in missing.content.decode()
+    assert (
+        missing.status_code == 200
+        and "Enter the code from your authenticator app" in missing.content.decode()
+    )
     wrong = str((int(code(device, ahead=1)) + 1) % 10**6).zfill(6)
     refused = login(client, "jefa", wrong)
     assert refused.status_code == 200 and "_auth_user_id" not in client.session

@@ -54,7 +54,8 @@ class Command(BaseCommand):
         access_record(action="enrol_totp", target=f"user:{user.pk}", filters={"replace": options["replace"]})
         secret = base64.b32encode(device.bin_key).decode()
         self.stdout.write(
-            f"Add this to an authenticator app (shown once):\n{device.config_url}\nsecret (base32): {secret}\n"
+            f"Add this to an authenticator app (shown once):\n{device.config_url}\n"
+            f"secret (base32): {secret}\n"
             f"Then confirm: enrol_totp {user.get_username()} --confirm CODE, or log in to the admin "
             "with the code."
         )
