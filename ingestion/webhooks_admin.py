@@ -78,6 +78,11 @@ class WebhookEndpointAdmin(TenantScopedAdminMixin, admin.ModelAdmin):  # type: i
     list_filter = ("active", ("tenant", admin.RelatedOnlyFieldListFilter))
     actions = ("send_test_event", "disable")
 
+    def formfield_for_dbfield(self, db_field: Any, request: HttpRequest, **kwargs: Any) -> Any:
+        if db_field.name == "url":
+            kwargs["assume_scheme"] = "https"  # Django 6's default; 5.2 warns without it
+        return super().formfield_for_dbfield(db_field, request, **kwargs)
+
     def formfield_for_foreignkey(self, db_field: Any, request: HttpRequest, **kwargs: Any) -> Any:
         field: Any = super().formfield_for_foreignkey(db_field, request, **kwargs)
         ids = tenant_ids_for(request.user)
