@@ -1,7 +1,13 @@
-"""Admin for webhook endpoints and their deliveries (issue 14): each attempt shown, with
-"redeliver" and "send test event" actions. Registered from ingestion.admin."""
+"""Admin for prospect events, webhook endpoints and their deliveries (issue 14): each attempt
+shown, with "redeliver" and "send test event" actions. Registered from ingestion.admin.
+
+Scoped like prospects (tenants/access.py): a staff user sees their tenants' events, endpoints
+and deliveries; an endpoint of no tenant (every tenant's events) and its deliveries only a
+superuser; another tenant's id answers 404."""
 
 from __future__ import annotations
+
+from typing import Any
 
 from django.contrib import admin, messages
 from django.db import transaction
@@ -9,7 +15,10 @@ from django.db.models import QuerySet
 from django.http import HttpRequest
 
 from prospects import webhooks
+from prospects.masking import CONTACT_FIELDS, CONTACTS_PERMISSION, mask_email, mask_phone
 from prospects.models import Delivery, DeliveryAttempt, DeliveryStatus, Event, WebhookEndpoint
+from tenants.access import TenantScopedAdminMixin, tenant_ids_for
+from tenants.models import Tenant
 
 from . import dispatch
 
@@ -25,11 +34,64 @@ class DeliveryAttemptInline(admin.TabularInline):
         return False
 
 
+def _masked_changes(payload: dict[str, Any]) -> dict[str, Any]:
+    """An event's payload with its contact values masked (``prospects.masking``)."""
+    mask = {"email": mask_email, "telefono": mask_phone}
+    changes = {}
+    for name, change in (payload.get("changes") or {}).items():
+        if name in CONTACT_FIELDS and isinstance(change, dict):
+            change = {k: mask[name](v) if isinstance(v, str) else v for k, v in change.items()}
+        changes[name] = change
+    return {**payload, "changes": changes}
+
+
+@admin.register(Event)
+class EventAdmin(TenantScopedAdminMixin, admin.ModelAdmin):  # type: ignore[misc]  # mixin vs generic stub
+    """Read-only: the outbox is written by the fold, never by hand."""
+
+    list_display = ("id", "type", "prospect", "sequence", "tenant", "created_at", "delivered_at")
+    list_filter = ("type", ("tenant", admin.RelatedOnlyFieldListFilter))
+    list_select_related = ("prospect", "tenant")
+    readonly_fields = (
+        "type", "prospect", "sequence", "tenant", "payload", "masked_payload", "created_at", "delivered_at"
+    )  # fmt: skip
+
+    def get_fields(self, request: HttpRequest, obj: object = None) -> Any:
+        # The payload's contact values in clear only with prospects.view_contacts.
+        shown = "payload" if request.user.has_perm(CONTACTS_PERMISSION) else "masked_payload"
+        return ("type", "prospect", "sequence", "tenant", shown, "created_at", "delivered_at")
+
+    @admin.display(description="payload")
+    def masked_payload(self, obj: Event) -> Any:
+        return _masked_changes(obj.payload)
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        return False
+
+
 @admin.register(WebhookEndpoint)
-class WebhookEndpointAdmin(admin.ModelAdmin):
+class WebhookEndpointAdmin(TenantScopedAdminMixin, admin.ModelAdmin):  # type: ignore[misc]  # mixin vs generic stub
     list_display = ("url", "tenant", "active", "disabled_reason", "created_at")
-    list_filter = ("active", "tenant")
+    list_filter = ("active", ("tenant", admin.RelatedOnlyFieldListFilter))
     actions = ("send_test_event", "disable")
+
+    def formfield_for_dbfield(self, db_field: Any, request: HttpRequest, **kwargs: Any) -> Any:
+        if db_field.name == "url":
+            kwargs["assume_scheme"] = "https"  # Django 6's default; 5.2 warns without it
+        return super().formfield_for_dbfield(db_field, request, **kwargs)
+
+    def formfield_for_foreignkey(self, db_field: Any, request: HttpRequest, **kwargs: Any) -> Any:
+        field: Any = super().formfield_for_foreignkey(db_field, request, **kwargs)
+        ids = tenant_ids_for(request.user)
+        if db_field.name == "tenant" and ids is not None:
+            # Not a superuser: only their tenants, and never "every tenant" (no tenant).
+            field.queryset = Tenant.objects.filter(pk__in=ids)
+            field.required = True
+            field.empty_label = None
+        return field
 
     def save_model(self, request: HttpRequest, obj: WebhookEndpoint, form: object, change: bool) -> None:
         if not obj.secret:
@@ -49,9 +111,10 @@ class WebhookEndpointAdmin(admin.ModelAdmin):
 
 
 @admin.register(Delivery)
-class DeliveryAdmin(admin.ModelAdmin):
+class DeliveryAdmin(TenantScopedAdminMixin, admin.ModelAdmin):  # type: ignore[misc]  # mixin vs generic stub
+    tenant_field = "endpoint__tenant"
     list_display = ("webhook_id", "endpoint", "event", "status", "attempts", "next_attempt_at")
-    list_filter = ("status", "endpoint")
+    list_filter = ("status", ("endpoint", admin.RelatedOnlyFieldListFilter))
     readonly_fields = ("event", "endpoint", "status", "attempts", "next_attempt_at", "created_at")
     inlines = (DeliveryAttemptInline,)
     actions = ("redeliver",)

@@ -77,7 +77,8 @@ DEBUG = env_bool("DJANGO_DEBUG", not PRODUCTION and DJANGO_ENV != "test")
 VERSION = "1.0.0"
 
 INSTALLED_APPS = [
-    "django.contrib.admin",
+    # The admin site with a second factor (nexus_project/admin_site.py).
+    "nexus_project.admin_apps.NexusAdminConfig",
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",
@@ -89,6 +90,8 @@ INSTALLED_APPS = [
     "corsheaders",
     "django_celery_beat",
     "axes",  # login lockout (README → Operations → Logins)
+    "django_otp",  # TOTP second factor for the admin (README → Operations → Logins)
+    "django_otp.plugins.otp_totp",
     "tenants",
     "audit",
     "prospects",
@@ -110,6 +113,8 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    # request.user.is_verified(): whether this session gave a TOTP code (django-otp).
+    "django_otp.middleware.OTPMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     # Last, as django-axes asks: answers a locked-out login with its 429 page.
@@ -128,6 +133,15 @@ AXES_FAILURE_LIMIT = env_int("NEXUS_LOGIN_FAILURE_LIMIT", 5)
 AXES_COOLOFF_TIME = env_float("NEXUS_LOGIN_COOLOFF_MINUTES", 30.0) / 60  # hours
 AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
 AXES_RESET_ON_SUCCESS = True
+# The client IP as the API throttles take it (NEXUS_NUM_PROXIES, below): behind N trusted
+# proxies the address the N-th appended to X-Forwarded-For; with 0 the socket's, so a forged
+# X-Forwarded-For neither dodges a lockout nor locks someone else out.
+AXES_CLIENT_IP_CALLABLE = "nexus_project.client_ip.client_ip"
+# Second factor (django-otp, TOTP): a staff user with a confirmed device gives its code at
+# login; with NEXUS_ADMIN_REQUIRE_2FA (on in production, off in development and test) a
+# superuser without one cannot use the admin until enrolled (`manage.py enrol_totp USER`).
+NEXUS_ADMIN_REQUIRE_2FA = env_bool("NEXUS_ADMIN_REQUIRE_2FA", PRODUCTION)
+OTP_TOTP_ISSUER = env_str("NEXUS_OTP_ISSUER", "NEXUS ingestion")
 # The admin's session: how long a login lasts (seconds; default 12 h), not a fortnight.
 SESSION_COOKIE_AGE = env_int("NEXUS_SESSION_COOKIE_AGE", 12 * 3600)
 # Where the admin lives (default admin/): another path keeps it off the scanners' lists.

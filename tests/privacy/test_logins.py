@@ -67,3 +67,37 @@ def test_production_takes_the_admin_path_and_session_age_and_check_deploy_stays_
         env=env,
     )  # fmt: skip
     assert shown.stdout.split()[-3:] == ["/desk-7f3a/", "3600", "True"], shown.stdout + shown.stderr
+
+
+def _locked_from(client: Client, forwarded_for: str) -> bool:
+    """Whether a right password, sent with this X-Forwarded-For, meets the lockout."""
+    answer = client.post(
+        LOGIN, {"username": "vendedor", "password": "right-pw"}, HTTP_X_FORWARDED_FOR=forwarded_for
+    )
+    return answer.status_code == 429
+
+
+def _fail_from(client: Client, forwarded_for: str) -> None:
+    for _ in range(settings.AXES_FAILURE_LIMIT):
+        client.post(LOGIN, {"username": "vendedor", "password": "wrong"}, HTTP_X_FORWARDED_FOR=forwarded_for)
+
+
+def test_behind_one_trusted_proxy_two_clients_are_locked_separately(settings):
+    settings.REST_FRAMEWORK = {**settings.REST_FRAMEWORK, "NUM_PROXIES": 1}
+    get_user_model().objects.create_user("vendedor", password="right-pw", is_staff=True)
+    client = Client(REMOTE_ADDR="10.0.0.2")  # the proxy
+    _fail_from(client, "198.51.100.7")
+    assert _locked_from(client, "198.51.100.7")
+    assert set(AccessAttempt.objects.values_list("ip_address", flat=True)) == {"198.51.100.7"}
+    # Another client through the same proxy is not locked out.
+    assert not _locked_from(client, "203.0.113.9")
+
+
+def test_without_trusted_proxies_a_forwarded_for_is_ignored(settings):
+    settings.REST_FRAMEWORK = {**settings.REST_FRAMEWORK, "NUM_PROXIES": 0}
+    get_user_model().objects.create_user("vendedor", password="right-pw", is_staff=True)
+    client = Client(REMOTE_ADDR="192.0.2.50")
+    _fail_from(client, "198.51.100.7")
+    assert set(AccessAttempt.objects.values_list("ip_address", flat=True)) == {"192.0.2.50"}
+    # A forged X-Forwarded-For does not dodge the lockout of the socket's address.
+    assert _locked_from(client, "203.0.113.9")
