@@ -278,6 +278,11 @@ class ProspectAdmin(AuditedActionsMixin, TenantScopedAdminMixin, admin.ModelAdmi
     def has_export_prospects_permission(self, request: HttpRequest) -> bool:
         return request.user.has_perm(EXPORT_PERMISSION) and self.has_view_permission(request)
 
+    def changelist_view(self, request: HttpRequest, extra_context: dict[str, Any] | None = None) -> Any:
+        # The CSV link only for whom it would not answer 403.
+        extra_context = {**(extra_context or {}), "can_export": self.has_export_prospects_permission(request)}
+        return super().changelist_view(request, extra_context)
+
     def get_list_display(self, request: HttpRequest) -> Any:
         if self.has_contacts_permission(request):
             return self.list_display

@@ -183,6 +183,7 @@ def test_sales_sees_contacts_masked_and_cannot_search_or_export_them(world):
 
     assert client.get(f"{LIST}export.csv").status_code == 403
     assert "export_selected_csv" not in body
+    assert "Export CSV" not in body  # no link to a 403
 
 
 def test_sales_lead_sees_contacts_and_exports_them(world):
@@ -190,6 +191,7 @@ def test_sales_lead_sees_contacts_and_exports_them(world):
     body = client.get(LIST).content.decode()
     assert "ana@example.test" in body and "+573001234567" in body
     assert "export_selected_csv" in body
+    assert "Export CSV (filtered list)" in body
     assert "Ana Alfa" in client.get(LIST, {"q": "ana@example.test"}).content.decode()
 
     rows = read_csv(client.get(f"{LIST}export.csv"))
