@@ -24,6 +24,7 @@ from django.conf import settings
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.conftest import producer_body, wait_for
+from tests.readiness import wait_http_ready
 
 ROOT = Path(__file__).resolve().parent.parent
 GUNICORN = Path(sys.executable).parent / "gunicorn"
@@ -82,17 +83,8 @@ def run_gunicorn(tmp_path: Path, **extra_env: str) -> Iterator[tuple[str, int]]:
         stderr=subprocess.STDOUT,
     )
     base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            urllib.request.urlopen(f"{base}/healthz", timeout=2)
-            break
-        except OSError:
-            if process.poll() is not None or time.monotonic() > deadline:
-                process.kill()
-                pytest.fail("gunicorn did not start:\n" + (tmp_path / "gunicorn.log").read_text()[-3000:])
-            time.sleep(0.1)
     try:
+        wait_http_ready(process, f"{base}/healthz", (tmp_path / "gunicorn.log").read_text, timeout=30)
         yield base, process.pid
     finally:
         process.send_signal(signal.SIGTERM)

@@ -9,6 +9,14 @@ connection at all, the next ``AWAY_SECONDS`` of requests answer 503 with Retry-A
 without trying; the first request after that tries again (the probe), and either reopens the
 way or closes it for another ``AWAY_SECONDS``. Per process, no shared state: each gunicorn
 worker finds out for itself. The chaos scenario partition_web_postgres measures it.
+
+A slow dependency closes the gate too. When PostgreSQL or Redis answers slowly (the chaos
+scenario slow_dependency: 200 ms a packet), each POST still succeeds but takes seconds, and
+a sync worker's listen backlog grows faster than it is served: what a client waits is then
+the queue, bounded only by its own timeout. So a POST whose own work took longer than
+``SLOW_POST_SECONDS`` (``NEXUS_SHED_SLOW_POST_SECONDS``) closes the gate for ``AWAY_SECONDS``
+as well: the queue behind it is answered 503 with Retry-After in milliseconds, and a client
+waits about one slow POST before its answer instead of the whole backlog.
 """
 
 from __future__ import annotations
@@ -17,7 +25,10 @@ import time
 
 from django.db import DEFAULT_DB_ALIAS, connections
 
+from nexus_project.env import env_float
+
 AWAY_SECONDS = 1.0
+SLOW_POST_SECONDS = env_float("NEXUS_SHED_SLOW_POST_SECONDS", 1.5)
 
 _away_until = 0.0
 
@@ -31,6 +42,13 @@ def note_failure() -> None:
     """A request's database error: if it never got a connection, close the gate for a while."""
     global _away_until
     if connections[DEFAULT_DB_ALIAS].connection is None:
+        _away_until = time.monotonic() + AWAY_SECONDS
+
+
+def note_duration(seconds: float) -> None:
+    """A POST's own time: past ``SLOW_POST_SECONDS`` its dependencies are slow; shed a while."""
+    global _away_until
+    if seconds > SLOW_POST_SECONDS:
         _away_until = time.monotonic() + AWAY_SECONDS
 
 

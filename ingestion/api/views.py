@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 import uuid
 from typing import Any
 
@@ -53,6 +54,7 @@ class ProducerView(BatchedThrottlesMixin, APIView):
     # sessionId of one tenant.
     throttle_classes = [ClientIpThrottle, KeyThrottle, SessionThrottle]
     tenant: TenantRef | None = None
+    started = 0.0  # monotonic, when initial() began: a POST's own time, for dbgate
 
     def check_permissions(self, request: Request) -> None:
         # After the key, before the throttles (which count per tenant): a request refused for
@@ -68,8 +70,10 @@ class ProducerView(BatchedThrottlesMixin, APIView):
         if request.method == "POST" and declared.isdigit() and int(declared) > limit:
             raise PayloadTooLarge(f"Request body exceeds {limit} bytes.")
         if request.method == "POST" and dbgate.away():
-            # This process just failed to reach PostgreSQL: 503 now, not after the pool's wait.
+            # This process just failed to reach PostgreSQL, or its last POST found a dependency
+            # slow: 503 now, not after the pool's wait or behind a queue of slow POSTs.
             raise DatabaseUnavailable()
+        self.started = time.monotonic()
         super().initial(request, *args, **kwargs)
 
     @extend_schema(
@@ -146,6 +150,7 @@ class ProducerView(BatchedThrottlesMixin, APIView):
                 consent_given=data["consentGiven"],
             ),
         )
+        dbgate.note_duration(time.monotonic() - self.started)  # throttles, the row, the publish
         truncated = sum(1 for m in messages if TRUNCATED_KEY in m)
         if truncated:
             metrics.record_truncated(truncated)

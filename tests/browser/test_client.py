@@ -39,6 +39,7 @@ from django.conf import settings
 
 from ingestion.models import Job, JobStatus
 from tests.conftest import wait_for as _wait_for
+from tests.readiness import wait_http_ready
 from tests.test_gunicorn_conf import database_url, free_port
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -267,14 +268,6 @@ def _stop(process: subprocess.Popen[bytes]) -> None:
         process.wait()
 
 
-def _answers(url: str) -> bool:
-    try:
-        urllib.request.urlopen(url, timeout=5)
-        return True
-    except OSError:
-        return False
-
-
 def _service_takes_context(base: str) -> bool:
     """Whether the service takes the real site's top-level fields (the tolerant contract of
     the issue "Take the real site's traffic"); before it, they are unknown fields (400)."""
@@ -337,10 +330,7 @@ def stack(
     )
     base = f"http://127.0.0.1:{web_port}"
     try:
-        try:
-            wait_for(lambda: web.poll() is None and _answers(f"{base}/healthz"), timeout=60, interval=0.2)
-        except AssertionError:
-            pytest.fail("gunicorn did not start:\n" + (var / "web.log").read_text()[-3000:])
+        wait_http_ready(web, f"{base}/healthz", (var / "web.log").read_text)
         with django_db_blocker.unblock():
             takes_context = _service_takes_context(base)
             Job.objects.filter(session_id="browser-contract-probe").delete()

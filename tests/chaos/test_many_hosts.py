@@ -135,18 +135,15 @@ def redis_out_of_memory(ctx: Context) -> None:
     ctx.notes.update(oom_s=OOM_S, oom_refused_writes=refused)
 
 
-@pytest.mark.xfail(
-    reason="known bug, issue 16 stays open: under a full Redis a worker can still exit. A message "
-    "that BRPOP has taken is added to kombu's unacked index (ZADD); when Redis refuses that write "
-    "the error escapes Celery's event loop and the worker stops ('Unrecoverable error: "
-    "OutOfMemoryError'). Nothing is lost (the sweeper publishes the job again), but the scenario "
-    "requires the workers to survive. A refused ack, the other way a full Redis stopped workers, "
-    "now releases its prefetch slot (nexus_project/worker_consumer.py).",
-    strict=False,
-)
 def test_redis_oom_delays_but_loses_nothing(stack: Stack, fault_free_redis: Outcome) -> None:
     outcome = run(stack, "redis_oom", fault=redis_out_of_memory)
     failed = outcome.notes["failed_publishes"] = outcome.logs["web"].count("publish failed")
+    # Messages BRPOP took while Redis refused kombu's unacked index: they ran in the worker that
+    # took them (nexus_project/broker.py) instead of stopping it; run() found every worker alive.
+    # A note, not an assertion: whether any message waits in the queue when Redis fills is timing.
+    outcome.notes["unindexed_deliveries"] = sum(
+        outcome.logs[name].count("refused the unacked index") for name in outcome.logs
+    )
 
     assert_nothing_lost(outcome, fault_free_redis)
     assert outcome.notes["oom_refused_writes"]

@@ -115,12 +115,19 @@ SLOW_S = 0.2  # added to every chunk, each way: a round trip costs 0.4 s more
 SLOW_AT_S, SLOW_FOR_S = 4.0, 20.0  # most of the first phase's traffic
 SLOW_DRAIN_TIMEOUT_S = 180.0
 # A POST's own time is bounded by the pool's wait for a connection (3 s on the web) plus its
-# handful of round trips (each 0.4 s slower: ~2 s a POST). What the client sees is bounded by
-# its 15 s attempt timeout instead: two sync gunicorn workers then serve ~1 POST/s against the
-# ~50/s the script offers, and the rest queue in the listen backlog; an attempt that waited
-# past 15 s is counted as a connection_error and retried (measured: ~220 while slow).
-# (the 0.5 s over it: the event loop's own lateness on a busy machine; slow_redis measured 15.0).
-POST_P99_BOUND_S = 15.5
+# handful of round trips (each 0.4 s slower: ~2 s a POST). Two sync gunicorn workers then serve
+# ~1 POST/s against the ~50/s the script offers; without shedding the rest queued in the listen
+# backlog and what a client waited was bounded only by its 15 s attempt timeout (p99 14 s, ~220
+# attempts timed out). A POST slower than NEXUS_SHED_SLOW_POST_SECONDS (1.5 s) closes that
+# process's gate for a second (ingestion/api/dbgate.py): the backlog is answered 503 with
+# Retry-After in milliseconds, so an answered POST waits about one slow POST plus its own.
+# The bound: two slow POSTs (2 x 2 s) plus a loaded machine's margin; measured 4.7 s.
+# Slow Redis is not bounded yet (issue 16 open on it): the time the view measures stays under
+# the budget, so the gate never closes, while the backlog still grows (measured: p99 13.7 s,
+# 221 attempts timed out at the client). The Redis time is spent outside the view's clock
+# (middleware or the response path, not yet found); its bound stays the client's timeout (+0.5 s
+# for the event loop's lateness on a busy machine).
+POST_P99_BOUND_S = {"postgres": 7.0, "redis": 15.5}
 
 
 def through_a_slow_link(name: str, target: str, port: int) -> dict[str, dict[str, str]]:
@@ -185,4 +192,4 @@ def test_slow_dependency_bounds_post_latency_and_drains(
 
     assert_nothing_lost(outcome, fault_free_redis)  # no 500, nothing lost, no duplicate
     assert outcome.notes["relayed_connections"] > 0
-    assert outcome.notes["post_p99_while_slow_s"] <= POST_P99_BOUND_S, outcome.notes
+    assert outcome.notes["post_p99_while_slow_s"] <= POST_P99_BOUND_S[target], outcome.notes

@@ -113,6 +113,40 @@ def test_after_a_failed_connection_posts_answer_503_at_once_then_the_next_one_tr
     assert Job.objects.filter(session_id="db-gate").count() == 1
 
 
+def test_a_post_slower_than_the_budget_sheds_the_next_ones_with_503(api, transactional_db, monkeypatch):
+    # The budget at 0 s makes every POST "slow" (a real slow dependency is the chaos suite's
+    # slow_dependency); the window at 600 s keeps the clock out of it.
+    monkeypatch.setattr(dbgate, "SLOW_POST_SECONDS", 0.0)
+    monkeypatch.setattr(dbgate, "AWAY_SECONDS", 600.0)
+    try:
+        slow = api.post(
+            "/api/nexus/producer", producer_body(session_id="slow-1", fingerprint="fp-slow-1"), format="json"
+        )
+        shed = api.post(
+            "/api/nexus/producer", producer_body(session_id="slow-2", fingerprint="fp-slow-2"), format="json"
+        )
+    finally:
+        dbgate.reopen()
+    after = api.post(
+        "/api/nexus/producer", producer_body(session_id="slow-2", fingerprint="fp-slow-2"), format="json"
+    )
+
+    assert (slow.status_code, shed.status_code, after.status_code) == (202, 503, 202)
+    assert shed["Retry-After"] == "2"
+    assert set(Job.objects.filter(session_id__startswith="slow-").values_list("session_id", flat=True)) == {
+        "slow-1",
+        "slow-2",
+    }
+
+
+def test_a_post_within_the_budget_leaves_the_gate_open(api, db):
+    dbgate.reopen()
+    assert (
+        api.post("/api/nexus/producer", producer_body(session_id="quick"), format="json").status_code == 202
+    )
+    assert not dbgate.away()
+
+
 def test_a_query_error_on_a_live_connection_leaves_the_gate_open(api, db):
     from django.db import connection
 

@@ -23,6 +23,7 @@ from ingestion.services import transcript_hash
 from nexus_project.db import db_now
 from tests.conftest import SEED_MESSAGES, wait_for
 from tests.faketime import faketime_env, needs_faketime
+from tests.readiness import wait_celery_ready
 from tests.test_gunicorn_conf import database_url
 
 pytestmark = [pytest.mark.postgres, pytest.mark.redis, pytest.mark.django_db(transaction=True)]
@@ -71,8 +72,7 @@ class SkewedWorker:
                  "-n", f"skewed-{uuid.uuid4().hex[:6]}@%h", "--loglevel", "INFO"],
                 cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
             )  # fmt: skip
-        wait_for(lambda: " ready." in self.log() or self._died(), timeout=90, interval=0.2)
-        assert not self._died(), self.log()[-3000:]
+        wait_celery_ready(self.process, self.log)
 
     def _died(self) -> bool:
         return self.process is not None and self.process.poll() is not None
