@@ -61,6 +61,18 @@ def _fresh_extractor() -> Iterator[None]:
     reset_extractor()
 
 
+@pytest.fixture(autouse=True)
+def _open_gate() -> Iterator[None]:
+    """The web's per-process 503 gate (ingestion/api/dbgate.py) starts open in each test: a
+    slow POST or a database failure in one test (the test client runs in this process) must
+    not shed the next test's POSTs."""
+    from ingestion.api import dbgate
+
+    dbgate.reopen()
+    yield
+    dbgate.reopen()
+
+
 @pytest.fixture
 def api() -> APIClient:
     return APIClient()
