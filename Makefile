@@ -118,7 +118,7 @@ clean:
 # Performance figures with same-run references, one JSON document on stdout (progress on
 # stderr). Uses DATABASE_URL / REDIS_URL when set, else local PostgreSQL (database nexus_bench)
 # and Redis on 6379; installs wrk with apt-get when it is missing. BENCH_ARGS="--scale 0.3"
-# for a quick run. See bench/README.md.
+# for a quick run; FIGURES=4,5 for a subset. See bench/README.md.
 bench:
 	@$(MAKE) --no-print-directory dev-deps >&2  # stdout carries only the JSON document
-	@$(PY) -m bench $(BENCH_ARGS)
+	@$(PY) -m bench $(if $(FIGURES),--only $(FIGURES)) $(BENCH_ARGS)

@@ -17,6 +17,7 @@ import re
 import shutil
 import signal
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -287,6 +288,66 @@ def verdict(met: bool, invalid: list[str]) -> dict[str, Any]:
     result: dict[str, Any] = {"met": met and not invalid}
     if invalid:
         result["invalid"] = invalid
+    return result
+
+
+def with_load(figure: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+    """A figure's result with the machine's 1-minute load average before and after it."""
+    before = os.getloadavg()[0]
+    result = figure()
+    result["loadavg_1m"] = {"before": round(before, 2), "after": round(os.getloadavg()[0], 2)}
+    return result
+
+
+# The figures measured once per round: (the key of the headline value, the target, and
+# whether the value must be at most (True) or at least (False) the target). Figure 2 is also
+# held to >= 100/s; the verdict of its median run says so.
+HEADLINE: dict[str, tuple[str, float, bool]] = {
+    "2_pipeline_throughput_1s": ("ratio", 0.85, False),
+    "3_per_job_overhead_0s": ("ratio", 0.50, False),
+    "4_end_to_end_latency": ("p99_ms", 50.0, True),
+    "5_coalescing": ("claude_calls_per_session", 2.0, True),
+}
+
+
+def aggregate(name: str, runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """The median run of a figure measured in rounds, with the spread of every round.
+
+    The verdict rule: a figure is met only when its median meets the target AND the spread
+    (max - min of the rounds) is narrower than the median's distance to the target; a spread
+    wider than that distance is "inconclusive" (never met), whichever side the median is on.
+    Any invalid round makes the figure invalid."""
+    key, target, at_most = HEADLINE[name]
+    values = [r.get(key) for r in runs]
+    known = sorted(v for v in values if v is not None)
+    ordered = sorted((r for r in runs if r.get(key) is not None), key=lambda r: r[key])
+    median = ordered[len(ordered) // 2] if ordered else runs[0]
+    result = dict(median)
+    invalid = [problem for r in runs for problem in r.get("invalid", [])]
+    spread: dict[str, Any] = {"key": key, "samples": values, "rounds": len(runs)}
+    if known:
+        mean = statistics.fmean(known)
+        lo, hi = known[0], known[-1]
+        spread.update(min=lo, max=hi, width=round(hi - lo, 3),
+                      cv=round(statistics.pstdev(known) / mean, 3) if mean else None)  # fmt: skip
+        value = median[key]
+        distance = abs(value - target)
+        met = value <= target if at_most else value >= target
+        spread["distance_to_target"] = round(distance, 3)
+        if len(known) < 2 or hi - lo > distance:
+            decision = "inconclusive"
+        else:
+            decision = "met" if met and median.get("met", met) else "not met"
+    else:
+        decision = "not met"
+    spread["loadavg_1m"] = [r.get("loadavg_1m") for r in runs]
+    result["spread"] = spread
+    result["verdict"] = "invalid" if invalid else decision
+    result["met"] = decision == "met" and not invalid
+    if invalid:
+        result["invalid"] = invalid
+    else:
+        result.pop("invalid", None)
     return result
 
 
@@ -609,7 +670,7 @@ class Bench:
         from bench import loadgen
         from ingestion.models import Extraction, Job
 
-        sessions_n, posts = int(500 * min(1.0, self.scale)), 8
+        sessions_n, posts = int(300 * min(1.0, self.scale)), 8  # per round (3 rounds)
         self.reset_state()
         self.fake("reset", {})
         self.fake("latency", {"latency": 1.0})
@@ -646,6 +707,7 @@ class Bench:
             Extraction.objects.values("job_id").annotate(n=Count("id")).values_list("n", flat=True)
         )
         per_session = calls / sessions_n
+        third_calls = self.third_calls(result)
         log(f"figure 5: {calls} calls for {sessions_n} sessions; burst {burst_s:.1f}s")
         return {
             "what": f"{sessions_n} sessions x {posts} growing transcripts, each session's POSTs back to back "
@@ -654,6 +716,7 @@ class Bench:
             "reference_naive": posts,
             "ratio": ratio(per_session, posts),
             "max_calls_one_session": max(per_job, default=0),
+            "sessions_over_2_calls": third_calls,
             "posts": sum(result.statuses.values()),
             "post_statuses": result.statuses,
             "post_errors": result.errors,
@@ -663,6 +726,74 @@ class Bench:
             "target": "<= 2.0 calls per session",
             **verdict(per_session <= 2.0, invalid),
         }
+
+    def third_calls(self, result: Any) -> dict[str, Any]:
+        """Why a session got more than two calls. Run 2 claims the latest revision when run 1
+        ends; a third run is needed only if a POST committed after run 2 claimed. For each such
+        session: the first revision run 2 did not see, and whether the POST that made it was
+        sent after run 2's Claude call began ("late_post": the intended bound, two runs could
+        not have seen it), answered before its claim ("race": ours to fix), or overlapped."""
+        from ingestion.models import Extraction
+
+        rows: dict[Any, list[tuple[int, float, int]]] = {}
+        for job_id, session, revision, created, latency in Extraction.objects.filter(
+            job__session_id__startswith=f"coalesce-{RUN_ID}-"
+        ).values_list("job_id", "job__session_id", "revision", "created_at", "latency_ms"):
+            rows.setdefault((job_id, session), []).append((revision, created.timestamp(), latency or 0))
+        kinds = {"late_post": 0, "overlap": 0, "race": 0}
+        examples = []
+        for (_, session), runs in rows.items():
+            if len(runs) <= 2:
+                continue
+            runs.sort(key=lambda r: r[1])
+            revision2, done2, latency2 = runs[1]
+            call2_began = done2 - latency2 / 1000
+            posts = result.posts.get(session, [])
+            if revision2 >= len(posts):
+                kinds["race"] += 1  # run 2 saw every POST and still a third run came
+                examples.append({"session": session, "runs": runs, "kind": "race"})
+                continue
+            sent, answered = posts[revision2]  # the POST of revision revision2 + 1
+            kind = (
+                "late_post" if sent >= call2_began else "race" if answered < call2_began - 0.05 else "overlap"
+            )
+            kinds[kind] += 1
+            if len(examples) < 5:
+                examples.append({"session": session, "kind": kind, "run_revisions": [r[0] for r in runs],
+                                 "unseen_post_sent_after_run2_call_s": round(sent - call2_began, 3),
+                                 "session_posts_span_s": round(posts[-1][1] - posts[0][0], 3)})  # fmt: skip
+        return {"sessions": sum(kinds.values()), **kinds, "examples": examples}
+
+    @staticmethod
+    def tail_breakdown(sent_at: dict[str, float], stamps: dict[str, tuple[Any, Any, Any]]) -> dict[str, Any]:
+        """Where the slowest 1 % (at least 3 jobs) and the median job spent their time, from the
+        Job row's own stamps (database clock; the client is on the same host): POST sent ->
+        row inserted (web: connect, throttles, validation, INSERT), inserted -> claimed (commit,
+        publish, broker, prefetch, thread pickup, the claim UPDATE's wait), claimed -> completed
+        (the run: Claude at 0 s, record, fold, commits)."""
+        phases = []
+        for s, t in sent_at.items():
+            created, started, finished = stamps.get(s, (None, None, None))
+            if created is None or started is None or finished is None:
+                continue
+            web = (created.timestamp() - t) * 1000
+            queue = (started - created).total_seconds() * 1000
+            run = (finished - started).total_seconds() * 1000
+            phases.append((web + queue + run, web, queue, run))
+        if not phases:
+            return {}
+        phases.sort()
+        slow = phases[-max(3, len(phases) // 100) :]
+        mid = phases[len(phases) // 2]
+
+        def row(p: tuple[float, float, float, float]) -> dict[str, float]:
+            keys = ("total_ms", "web_ms", "queue_and_claim_ms", "run_ms")
+            return {k: round(v, 1) for k, v in zip(keys, p, strict=True)}
+
+        mean = [round(statistics.fmean(p[i] for p in slow), 1) for i in range(4)]
+        return {"median_job": row(mid), "slowest": [row(p) for p in slow],
+                "slowest_mean": {"total_ms": mean[0], "web_ms": mean[1], "queue_and_claim_ms": mean[2],
+                                 "run_ms": mean[3]}}  # fmt: skip
 
     def figure_4(self) -> dict[str, Any]:
         from bench import loadgen
@@ -679,23 +810,29 @@ class Bench:
             wait_until(lambda: Job.objects.filter(status="completed").count() >= total, 60, "e2e jobs", 0.2)
         except RuntimeError as exc:
             invalid.append(str(exc))
-        done = dict(
-            Job.objects.filter(session_id__in=list(result.sent_at)).values_list("session_id", "processed_at")
-        )
+        stamps = {
+            s: (created, started, finished)
+            for s, created, started, finished in Job.objects.filter(
+                session_id__in=list(result.sent_at)
+            ).values_list("session_id", "created_at", "started_at", "processed_at")
+        }
+        done = {s: finished for s, (_, _, finished) in stamps.items()}
         e2e = [
             (finished.timestamp() - t) * 1000
             for s, t in result.sent_at.items()
             if (finished := done.get(s)) is not None
         ]
         p50, p99 = loadgen.percentile(e2e, 50), loadgen.percentile(e2e, 99)
+        tail = self.tail_breakdown(result.sent_at, stamps)
         return {
             "what": "POST sent -> job completed (processed_at), 20 POST/s, new sessions, Claude at 0 s",
             "samples": len(e2e),
             "p50_ms": p50,
             "p99_ms": p99,
             "reference_post_latency": {"p50_ms": posted["p50_ms"], "p99_ms": posted["p99_ms"]},
-            "target": "p50 <= 30 ms, p99 <= 150 ms",
-            **verdict(bool(p50 is not None and p99 is not None and p50 <= 30 and p99 <= 150), invalid),
+            "tail": tail,
+            "target": "p50 <= 30 ms, p99 <= 50 ms (issue 18; was 150)",
+            **verdict(bool(p50 is not None and p99 is not None and p50 <= 30 and p99 <= 50), invalid),
         }
 
     def figure_3(self) -> dict[str, Any]:
@@ -703,7 +840,7 @@ class Bench:
 
         from bench.tasks import COUNTER_KEY, noop
 
-        total = int(3000 * self.scale)
+        total = int(2000 * self.scale)  # per round (3 rounds)
         self.fake("reset", {})
         self.fake("latency", {"latency": 0.0})
         # Reference: no-op tasks, same broker, same worker command and settings.
@@ -1062,20 +1199,29 @@ class Bench:
         only = {int(x) for x in self.args.only.split(",") if x} or set(range(1, 11))
         figures: dict[str, Any] = {}
         if 1 in only:
-            figures["1_producer_http"] = self.figure_1()
+            figures["1_producer_http"] = with_load(self.figure_1)
+        # Figures 2-5 measure one run each: they run ROUNDS times, interleaved (round 1 of
+        # every figure, then round 2, ...), so a burst of load from elsewhere lands on one
+        # round of each instead of on all rounds of one; the median run is reported with the
+        # spread of all of them (see aggregate()).
+        repeated: dict[str, list[dict[str, Any]]] = {}
+        for _ in range(self.args.rounds):
+            if only & {2, 6}:
+                repeated.setdefault("2_pipeline_throughput_1s", []).append(with_load(self.figure_2))
+            if only & {5, 7}:
+                if not self.worker_running():
+                    self.start_worker()
+                repeated.setdefault("5_coalescing", []).append(with_load(self.figure_5))
+            if 4 in only:
+                if not self.worker_running():
+                    self.start_worker()
+                repeated.setdefault("4_end_to_end_latency", []).append(with_load(self.figure_4))
+            if 3 in only:
+                repeated.setdefault("3_per_job_overhead_0s", []).append(with_load(self.figure_3))
+        for name, runs in repeated.items():
+            figures[name] = aggregate(name, runs)
         if only & {2, 6}:
-            figures["2_pipeline_throughput_1s"] = self.figure_2()
             figures["6_memory"] = self.figure_6(web_pid)
-        if only & {5, 7}:
-            if not self.worker_running():
-                self.start_worker()
-            figures["5_coalescing"] = self.figure_5()
-        if 4 in only:
-            if not self.worker_running():
-                self.start_worker()
-            figures["4_end_to_end_latency"] = self.figure_4()
-        if 3 in only:
-            figures["3_per_job_overhead_0s"] = self.figure_3()
         if 8 in only:
             figures["8_rate_governor"] = self.figure_8()
         if 9 in only:
@@ -1100,6 +1246,8 @@ class Bench:
                            self.settings.DATABASES["default"]["OPTIONS"]["pool"]["max_size"]},
             "figures": ordered,
             "targets_met": met,
+            "verdicts": {k: v.get("verdict", "met" if v.get("met") else "not met")
+                         for k, v in ordered.items()},
             "all_met": all(met.values()),
             "invalid": {k: v["invalid"] for k, v in ordered.items() if v.get("invalid")},
             "seconds": round(time.monotonic() - started, 1),
@@ -1131,7 +1279,10 @@ def main(argv: list[str] | None = None) -> None:
         help="worker processes (production sizing: one per core)",
     )
     parser.add_argument("--scale", type=float, default=1.0, help="shrink durations and counts (e.g. 0.3)")
-    parser.add_argument("--only", default="", help="debug: comma list of figure numbers")
+    parser.add_argument("--only", default="", help="comma list of figure numbers (make bench FIGURES=4,5)")
+    parser.add_argument(
+        "--rounds", type=int, default=3, help="interleaved runs of figures 2-5 (median reported)"
+    )
     args = parser.parse_args(argv)  # fmt: skip
 
     def on_term(signum: int, frame: Any) -> None:
