@@ -25,7 +25,7 @@ help:
 	@echo "make soak     20 min of traffic and faults, leak figures as JSON (SOAK_MINUTES=...)"
 	@echo "make lint     ruff check, ruff format --check, mypy"
 	@echo "make fmt      ruff format and ruff check --fix"
-	@echo "make bench    issue 7 figures as one JSON document (real gunicorn, worker, PostgreSQL, Redis; ~6 min)"
+	@echo "make bench    figures as one JSON document (real gunicorn, worker, PostgreSQL, Redis; ~10-12 min; FIGURES=4,5)"
 	@echo "make migrate | shell | web | worker | beat | flower   one part alone"
 	@echo "make clean    caches and build litter (keeps var/: PostgreSQL data, valkey data, secrets)"
 
