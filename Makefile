@@ -25,7 +25,7 @@ help:
 	@echo "make soak     20 min of traffic and faults, leak figures as JSON (SOAK_MINUTES=...)"
 	@echo "make lint     ruff check, ruff format --check, mypy"
 	@echo "make fmt      ruff format and ruff check --fix"
-	@echo "make bench    issue 7 figures as one JSON document (real gunicorn, worker, PostgreSQL, Redis; ~6 min)"
+	@echo "make bench    figures as one JSON document (real gunicorn, worker, PostgreSQL, Redis; ~10-12 min; FIGURES=4,5)"
 	@echo "make migrate | shell | web | worker | beat | flower   one part alone"
 	@echo "make clean    caches and build litter (keeps var/: PostgreSQL data, valkey data, secrets)"
 
@@ -118,7 +118,7 @@ clean:
 # Performance figures with same-run references, one JSON document on stdout (progress on
 # stderr). Uses DATABASE_URL / REDIS_URL when set, else local PostgreSQL (database nexus_bench)
 # and Redis on 6379; installs wrk with apt-get when it is missing. BENCH_ARGS="--scale 0.3"
-# for a quick run. See bench/README.md.
+# for a quick run; FIGURES=4,5 for a subset. See bench/README.md.
 bench:
 	@$(MAKE) --no-print-directory dev-deps >&2  # stdout carries only the JSON document
-	@$(PY) -m bench $(BENCH_ARGS)
+	@$(PY) -m bench $(if $(FIGURES),--only $(FIGURES)) $(BENCH_ARGS)

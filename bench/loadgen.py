@@ -54,6 +54,8 @@ class Result:
     latencies_ms: list[float] = field(default_factory=list)
     statuses: dict[int, int] = field(default_factory=dict)
     sent_at: dict[str, float] = field(default_factory=dict)  # key -> wall-clock send time
+    # bursts(): key -> (sent, answered) wall-clock times of each POST, in order
+    posts: dict[str, list[tuple[float, float]]] = field(default_factory=dict)
     errors: int = 0
     # How late the client itself sent each request against its schedule: if this grows, the
     # client (not the server) is the bottleneck and the latencies measure the client.
@@ -132,13 +134,14 @@ async def bursts(
         while not queue.empty():
             key, bodies = queue.get_nowait()
             for body in bodies:
-                t0 = time.perf_counter()
+                t0, wall0 = time.perf_counter(), time.time()
                 try:
                     status = await asyncio.wait_for(_post(host, port, path, body, visitor_ip(key)), 30)
                 except (OSError, TimeoutError, ValueError, IndexError):
                     result.errors += 1
                     continue
                 result.latencies_ms.append((time.perf_counter() - t0) * 1000)
+                result.posts.setdefault(key, []).append((wall0, time.time()))
                 result.count(status)
 
     await asyncio.gather(*(worker() for _ in range(concurrency)))

@@ -72,6 +72,33 @@ def test_many_posts_during_a_run_cost_one_extra_extraction():
     assert Job.objects.get(id=job_id).processed_revision == 6
 
 
+def test_a_post_between_the_requeue_and_the_next_claim_costs_no_third_call():
+    # Issue 18, figure 5: the requeue at the end of run 1 and a POST's dispatch. The POST that
+    # lands after run 1 requeued but before run 2 claims publishes nothing more and is seen by
+    # run 2; only a revision committed after run 2's claim needs a third run (the bound).
+    job_id = accept(transcript("Hola"))
+    run1 = pipeline.job_claim(job_id=job_id)
+    accept(transcript("Hola", "Hola"))  # mid-run 1
+    assert (
+        pipeline.job_record_success(claim=run1, result=get_extractor().extract(run1.messages)) == "requeued"
+    )
+    between = job_accept(
+        session_id="s-1", fingerprint="fp-1", messages=transcript(*["Hola"] * 3), metadata={}
+    )
+    assert between.dispatched is False  # run 1's requeue already published the task
+
+    run2 = pipeline.job_claim(job_id=job_id)
+    assert run2.revision == 3
+    assert (
+        pipeline.job_record_success(claim=run2, result=get_extractor().extract(run2.messages)) == "completed"
+    )
+    assert pipeline.job_process(job_id=job_id) == "not-claimed"
+    assert Extraction.objects.filter(job_id=job_id, outcome="ok").count() == 2
+
+    run3_needed = pipeline.job_claim(job_id=accept(transcript(*["Hola"] * 4)))  # after run 2
+    assert run3_needed is not None and run3_needed.revision == 4
+
+
 def test_replaying_a_completed_job_adds_no_extraction_and_keeps_the_prospect():
     job_id = accept(SEED_MESSAGES)
     pipeline.job_process(job_id=job_id)
