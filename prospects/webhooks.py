@@ -212,10 +212,15 @@ def delivery_attempt(delivery_id: int, *, now: datetime | None = None) -> Outcom
 
 
 def deliveries_due(
-    *, now: datetime | None = None, grace_seconds: float = 60.0
+    *, now: datetime | None = None, grace_seconds: float | None = None
 ) -> tuple[list[int], list[int]]:
-    """For the sweeper: events never prepared (older than the grace) and deliveries due."""
+    """For the sweeper: events never prepared (older than the grace) and deliveries due.
+
+    The grace is the jobs' dispatch grace (NEXUS_DISPATCH_GRACE_SECONDS): a task published on
+    commit and not run after that long is presumed lost, for an event as for a job."""
     now = now or timezone.now()
+    if grace_seconds is None:
+        grace_seconds = settings.NEXUS["DISPATCH_GRACE_SECONDS"]
     events = list(
         Event.objects.filter(
             delivered_at__isnull=True,
