@@ -2,7 +2,8 @@
 # Quick-start smoke test, as a newcomer would do it: `make run` from this checkout with a clean
 # environment (no DATABASE_URL, no REDIS_URL: the embedded PostgreSQL and valkey), the seed
 # conversation POSTed until its job is completed, read back by a manage.py that has nothing set, a duplicate flagged without a second
-# extraction, a longer transcript as revision 2, then Ctrl-C (SIGINT to the process group)
+# extraction, a longer transcript as revision 2, a webhook added with `manage.py webhooks add`
+# and a chat that turns hot delivering a signed prospect.hot (issue 14's demo), then Ctrl-C (SIGINT to the process group)
 # must stop everything and free ports 8000, 5555 and 6390. Then the Claude path: the fake
 # Messages API server started alone, `make run` again with ANTHROPIC_BASE_URL pointing at it
 # and any ANTHROPIC_API_KEY, and the seed extracted by the claude extractor (~15 s more).
@@ -40,6 +41,8 @@ fail() {
 
 FAKE_PID=""
 FAKE_PORT=${SMOKE_FAKE_PORT:-8765}
+HOOK_PID=""
+HOOK_PORT=${SMOKE_HOOK_PORT:-8766}
 
 cleanup() {
     # Whatever happened, leave nothing of ours running: TERM the group, then KILL it.
@@ -49,6 +52,7 @@ cleanup() {
         kill -KILL -- "-$RUN_PID" 2>/dev/null || true
     fi
     if [[ -n "$FAKE_PID" ]]; then kill "$FAKE_PID" 2>/dev/null || true; fi
+    if [[ -n "$HOOK_PID" ]]; then kill "$HOOK_PID" 2>/dev/null || true; fi
     # PostgreSQL detaches from make run (pg_ctl): after a hard stop it may still run. SIGINT is
     # its fast shutdown.
     local pg_pid
@@ -202,6 +206,45 @@ email=$(prospect_field email)
 n=$(extractions)
 [[ "$n" == 2 ]] || fail "after revision 2 the job has $n extractions, expected 2"
 say "longer transcript: revision 2 completed, prospect now has the email"
+
+# Issue 14's demo: a webhook added with the command, a chat that turns a prospect hot, and a
+# signed prospect.hot that the standardwebhooks verifier (tests/fakes/webhook_receiver.py)
+# accepts. The offline extractor scores name + phone 8: caliente.
+listening "$HOOK_PORT" && fail "port $HOOK_PORT (the webhook receiver) is already in use"
+env -i PATH="$PATH" HOME="$HOME" LANG=C.UTF-8 NEXUS_VAR_DIR="$NEXUS_VAR_DIR" "$PY" manage.py webhooks add \
+    "http://127.0.0.1:$HOOK_PORT/hook" --events prospect.hot >"$WORK/hook-add.log" 2>&1 \
+    || fail "manage.py webhooks add failed: $(cat "$WORK/hook-add.log")"
+secret=$(awk '$1 == "secret" {print $2}' "$WORK/hook-add.log")
+[[ "$secret" == whsec_* ]] || fail "webhooks add printed no secret: $(cat "$WORK/hook-add.log")"
+"$PY" -m tests.fakes.webhook_receiver --port "$HOOK_PORT" --secret "$secret" --out "$WORK/hooks.jsonl" \
+    >"$WORK/receiver.log" 2>&1 &
+HOOK_PID=$!
+for _ in $(seq 1 50); do listening "$HOOK_PORT" && break; sleep 0.2; done
+listening "$HOOK_PORT" || fail "the webhook receiver did not start: $(cat "$WORK/receiver.log")"
+hot_session="ci-smoke-hot-$(date +%s)"
+chat() {
+    printf '{"messages":[%s],"sessionId":"%s","fingerprint":"smoke-hot-visitor"}' "$1" "$hot_session" \
+        | curl -fsS -o /dev/null --max-time 10 -H 'Content-Type: application/json' -d @- "$BASE/api/nexus/producer" \
+        || fail "the chat POST was refused"
+}
+turn1='{"role":"user","content":"Hola, me llamo Laura Prueba"}'
+chat "$turn1"
+sleep 1
+chat "$turn1"',{"role":"assistant","content":"Hola Laura, ¿cómo te contacto?"},{"role":"user","content":"Mi teléfono es +34 600 123 456"}'
+t3=$SECONDS
+until grep -q '"type": "prospect.hot"' "$WORK/hooks.jsonl" 2>/dev/null; do
+    (( SECONDS - t3 < JOB_TIMEOUT )) || fail "no prospect.hot reached the receiver within ${JOB_TIMEOUT}s"
+    sleep 0.2
+done
+hot=$(grep -m1 '"type": "prospect.hot"' "$WORK/hooks.jsonl")
+[[ "$hot" == *'"verified": true'* && "$hot" == *'"answered": 200'* ]] \
+    || fail "prospect.hot did not verify with standardwebhooks: $hot"
+hot_id=$(django "Prospect.objects.get(fingerprint='smoke-hot-visitor').pk")
+[[ "$hot" == *"\"prospect_id\": $hot_id,"* ]] || fail "prospect.hot is not for the hot prospect $hot_id: $hot"
+[[ "$(grep -c . "$WORK/hooks.jsonl")" == 1 ]] || fail "the receiver got more than the one prospect.hot: $(cat "$WORK/hooks.jsonl")"
+say "webhooks add + a chat that turned hot: signed prospect.hot verified by standardwebhooks in $((SECONDS - t3))s"
+kill "$HOOK_PID" 2>/dev/null || true
+HOOK_PID=""
 stop_run
 
 if [[ "${SMOKE_CLAUDE:-1}" != 0 ]]; then

@@ -169,7 +169,13 @@ def events_sweep() -> int:
     """Publish again the events and deliveries whose task was lost (a flushed broker, a
     killed worker): undelivered events never prepared and deliveries past due."""
     events, deliveries = webhooks.deliveries_due()
+    if not events and not deliveries:
+        return 0
     events_publish(events)
     for delivery_id in deliveries:
         delivery_publish(delivery_id)
+    logger.info(
+        "sweeper re-dispatched webhook deliveries",
+        extra={"events": len(events), "deliveries": len(deliveries)},
+    )
     return len(events) + len(deliveries)

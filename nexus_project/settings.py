@@ -345,6 +345,9 @@ NEXUS: dict[str, Any] = {
     # Who is mailed on prospect.hot (prospects.notify): addresses, and "owner" for the
     # prospect's owner; empty: nobody.
     "HOT_LEAD_EMAILS": env_list("NEXUS_HOT_LEAD_EMAILS", []),
+    # An attempt holds its delivery this long (longer than the timeout); a worker killed
+    # mid-POST leaves the delivery to the sweeper once it has passed.
+    "WEBHOOK_LEASE_SECONDS": env_float("NEXUS_WEBHOOK_LEASE_SECONDS", 60.0),
     # Exponential backoff with full jitter for transient failures; the cap stays far below the
     # broker visibility timeout (3600 s).
     "BACKOFF_BASE_SECONDS": env_float("NEXUS_BACKOFF_BASE_SECONDS", 2.0),

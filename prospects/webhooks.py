@@ -48,7 +48,6 @@ PROSPECT_FIELDS = (
     "last_seen_at",
     "session_count",
 )
-LEASE_SECONDS = 60.0
 
 
 class EndpointRefused(Exception):
@@ -162,7 +161,8 @@ def delivery_attempt(delivery_id: int, *, now: datetime | None = None) -> Outcom
         )
         if delivery is None or (delivery.next_attempt_at and delivery.next_attempt_at > now):
             return Outcome("skipped")
-        delivery.next_attempt_at = now + timedelta(seconds=LEASE_SECONDS)  # the lease
+        # The lease: past it (a worker killed mid-POST) the sweeper publishes the delivery again.
+        delivery.next_attempt_at = now + timedelta(seconds=settings.NEXUS["WEBHOOK_LEASE_SECONDS"])
         delivery.save(update_fields=["next_attempt_at"])
     endpoint, event = delivery.endpoint, delivery.event
     prospect = Prospect.objects.filter(pk=event.prospect_id).values(*PROSPECT_FIELDS).first()
@@ -212,10 +212,15 @@ def delivery_attempt(delivery_id: int, *, now: datetime | None = None) -> Outcom
 
 
 def deliveries_due(
-    *, now: datetime | None = None, grace_seconds: float = 60.0
+    *, now: datetime | None = None, grace_seconds: float | None = None
 ) -> tuple[list[int], list[int]]:
-    """For the sweeper: events never prepared (older than the grace) and deliveries due."""
+    """For the sweeper: events never prepared (older than the grace) and deliveries due.
+
+    The grace is the jobs' dispatch grace (NEXUS_DISPATCH_GRACE_SECONDS): a task published on
+    commit and not run after that long is presumed lost, for an event as for a job."""
     now = now or timezone.now()
+    if grace_seconds is None:
+        grace_seconds = settings.NEXUS["DISPATCH_GRACE_SECONDS"]
     events = list(
         Event.objects.filter(
             delivered_at__isnull=True,

@@ -33,4 +33,13 @@ def timers_fit_together(app_configs: Any = None, **kwargs: Any) -> list[CheckMes
                 id="nexus.E002",
             )
         )
+    # A webhook lease no longer than the POST's timeout lets a second attempt start mid-POST.
+    if nexus["WEBHOOK_LEASE_SECONDS"] <= nexus["WEBHOOK_TIMEOUT_SECONDS"]:
+        errors.append(
+            Error(
+                f"NEXUS_WEBHOOK_LEASE_SECONDS={nexus['WEBHOOK_LEASE_SECONDS']} must exceed "
+                f"NEXUS_WEBHOOK_TIMEOUT_SECONDS={nexus['WEBHOOK_TIMEOUT_SECONDS']}",
+                id="nexus.E003",
+            )
+        )
     return errors

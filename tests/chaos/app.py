@@ -167,3 +167,13 @@ class App:
             for record in self.log_records(name)
             if record.get("message") == "sweeper re-dispatched jobs"
         )
+
+    def webhook_redispatches(self) -> dict[str, int]:
+        """Events and deliveries the sweeper published again (their task was lost)."""
+        total = {"events": 0, "deliveries": 0}
+        for name in WORKERS:
+            for record in self.log_records(name):
+                if record.get("message") == "sweeper re-dispatched webhook deliveries":
+                    for key in total:
+                        total[key] += int(record.get(key, 0))
+        return total

@@ -22,6 +22,10 @@ TIMERS = {
     "NEXUS_HEARTBEAT_TTL_SECONDS": "4",  # 20
     "DB_CONNECT_TIMEOUT_SECONDS": "2",  # 5: an unreachable PostgreSQL costs a POST this, then 503
     "DB_TCP_USER_TIMEOUT_SECONDS": "2",  # 10: a pooled connection into a partition is dropped
+    # Webhooks (tests/chaos/test_webhooks_chaos.py): seven retries within ~25 s, not ~28 h.
+    "NEXUS_WEBHOOK_RETRY_SCHEDULE": "1,1,2,2,3,5,8",  # 5,300,1800,7200,18000,36000,36000
+    "NEXUS_WEBHOOK_TIMEOUT_SECONDS": "3",  # 5: longer than the receiver's 1.5 s hold
+    "NEXUS_WEBHOOK_LEASE_SECONDS": "5",  # 60: > the timeout, so no second attempt mid-POST
 }
 
 # Throttling out of the way: one client address drives the whole load, and the widget-side

@@ -109,6 +109,7 @@ class Context:
     client: traffic.LoadClient
     queue: str
     notes: dict[str, Any] = field(default_factory=dict)
+    database_url: str = ""
 
     def at(self, seconds: float) -> None:
         """Sleep until ``seconds`` after the traffic started."""
@@ -147,14 +148,20 @@ def run(
     drain_timeout: float = DRAIN_TIMEOUT_S,
     process_prefix: dict[str, list[str]] | None = None,
     web_port: int | None = None,
+    env: dict[str, str] | None = None,
+    setup: Callable[[dict[str, str]], None] | None = None,
+    after_drain: Fault | None = None,
 ) -> Outcome:
     database = f"chaos_{name}"
     url = stack.postgres.create_database(database, template=stack.template)
     web_port = web_port or free_port()
     queue = f"chaos-{name}"
     stack.fake.prepare(latency=latency, failure=failure)
+    environment = {**stack.environment(url, broker, queue, web_port), **(env or {})}
+    if setup is not None:
+        setup(environment)  # before any process starts (``manage.py webhooks add …``)
     app = App(
-        stack.environment(url, broker, queue, web_port),
+        environment,
         stack.root / "logs" / name,
         web_port,
         process_env,
@@ -163,7 +170,7 @@ def run(
     app.start()
     try:
         client = traffic.LoadClient(web_port)
-        context = Context(stack, app, client, queue)
+        context = Context(stack, app, client, queue, database_url=url)
         phases = [lanes(stack.sessions, 1), lanes(stack.sessions, 2)]
         runner = threading.Thread(target=client.run, args=(phases,), name=f"traffic-{name}")
         runner.start()
@@ -173,6 +180,8 @@ def run(
         traffic_done = time.monotonic()
         lost = drain(url, stack.sessions, app, drain_timeout)
         drain_s = time.monotonic() - traffic_done
+        if after_drain is not None:
+            after_drain(context)  # with every process still up (a wait for the webhooks)
         for process in ("web", "beat", *app.worker_starts):
             app.assert_running(process)
         return Outcome(

@@ -20,3 +20,9 @@ def test_lease_not_longer_than_claude_timeout_is_an_error(settings):
     settings.ANTHROPIC_TIMEOUT_SECONDS = 30.0
 
     assert [e.id for e in timers_fit_together()] == ["nexus.E002"]
+
+
+def test_webhook_lease_not_longer_than_the_post_timeout_is_an_error(settings):
+    settings.NEXUS = {**settings.NEXUS, "WEBHOOK_LEASE_SECONDS": 5.0, "WEBHOOK_TIMEOUT_SECONDS": 5.0}
+
+    assert [e.id for e in timers_fit_together()] == ["nexus.E003"]
