@@ -71,6 +71,9 @@ def bench_env(args: argparse.Namespace, fake_port: int, static_root: str) -> dic
             # is what production is behind one proxy: NUM_PROXIES=1, and every request carries
             # an X-Forwarded-For of its own visitor (bench/post.lua, bench/loadgen.py).
             "NEXUS_NUM_PROXIES": "1",
+            # Figure 11's receiver listens on 127.0.0.1, which production refuses as a webhook
+            # address (SSRF guard); the bench's processes allow it.
+            "NEXUS_WEBHOOK_ALLOW_PRIVATE": "true",
             "PYTHONUNBUFFERED": "1",
         }
     )
@@ -1262,6 +1265,139 @@ class Bench:
             governor.reset_state()
         return {"cpu_ms": round(cpu / calls * 1000, 3), "wall_ms": round(wall / calls * 1000, 3)}
 
+    # webhook delivery (issue 14) -------------------------------------------------------------
+    def receiver_ceiling(self, url: str, secret: str, seconds: float) -> dict[str, Any]:
+        """The receiver's own ceiling: ``total_concurrency`` threads POSTing signed bodies
+        back to back with the worker's client (prospects.webhooks._post: urllib, a new
+        connection per request, signed with standardwebhooks per request) for ``seconds``."""
+        import threading
+
+        from standardwebhooks.webhooks import Webhook
+
+        from prospects.webhooks import _post
+
+        hook = Webhook(secret)
+        body = json.dumps({"type": "prospect.created", "data": {"prospectId": 1, "prospect": {}}})
+        stop = time.monotonic() + seconds
+        counts = {"ok": 0, "failed": 0}
+        lock = threading.Lock()
+
+        def client(n: int) -> None:
+            i = 0
+            while time.monotonic() < stop:
+                i += 1
+                msg_id, now = f"ceil_{n}_{i}", timezone_now()
+                headers = {"content-type": "application/json", "webhook-id": msg_id,
+                           "webhook-timestamp": str(int(now.timestamp())),
+                           "webhook-signature": hook.sign(msg_id, now, body)}  # fmt: skip
+                status, _ = _post(url, body.encode(), headers)
+                with lock:
+                    counts["ok" if status == 204 else "failed"] += 1
+
+        threads = [threading.Thread(target=client, args=(n,)) for n in range(self.total_concurrency)]
+        started, cpu0 = time.monotonic(), time.process_time()
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        elapsed, cpu = time.monotonic() - started, time.process_time() - cpu0
+        return {"posts_per_s": round(counts["ok"] / elapsed, 1), "posts": counts["ok"],
+                "client_cpu_ms_per_post": round(cpu / max(1, counts["ok"]) * 1000, 2),
+                "failed": counts["failed"], "seconds": round(elapsed, 2),
+                "client_threads": self.total_concurrency}  # fmt: skip
+
+    def figure_11(self) -> dict[str, Any]:
+        """Webhook delivery to a local receiver: events/s the real workers deliver (the
+        event_deliver task: prepare the delivery, sign, POST, record), beside the receiver's
+        own ceiling measured with the same client and concurrency."""
+        from django.db.models import Count
+
+        from ingestion import dispatch
+        from prospects.models import Delivery, DeliveryStatus, Event, EventType, Prospect, WebhookEndpoint
+        from prospects.webhooks import secret_new
+        from tenants import directory
+
+        total = max(200, int(3000 * self.scale))
+        secret, port = secret_new(), free_port()
+        url = f"http://127.0.0.1:{port}/hook"
+        self.stop_worker()
+        self.reset_state()
+        self.procs.start(
+            "receiver", [PY, "-m", "bench.webhook_receiver", "--port", str(port), "--secret", secret]
+        )
+        stats_url = f"http://127.0.0.1:{port}/_stats"
+        wait_until(lambda: http_json(stats_url) is not None, 15, "webhook receiver")
+        invalid: list[str] = []
+        try:
+            ceiling = self.receiver_ceiling(url, secret, max(2.0, 10 * self.scale))
+            if ceiling["failed"]:
+                invalid.append(f"the ceiling run saw {ceiling['failed']} failed POSTs")
+            http_json(f"http://127.0.0.1:{port}/_reset", {})
+            WebhookEndpoint.objects.create(url=url, events=[EventType.CREATED], secret=secret)
+            # The outbox rows a fold writes for a new prospect (prospects/events.py): one
+            # prospect.created each, committed; then their delivery tasks, as the on-commit
+            # hook publishes them, with the worker stopped so the queue is pre-filled.
+            tenant_id, now = directory.default_tenant().id, timezone_now()
+            prospects = Prospect.objects.bulk_create(
+                Prospect(tenant_id=tenant_id, key=f"f11-{RUN_ID}-{i}", nombre=f"Bench {i}", nivel_interes=5,
+                         first_seen_at=now, last_seen_at=now, session_count=1)
+                for i in range(total)
+            )  # fmt: skip
+            events = Event.objects.bulk_create(
+                Event(tenant_id=tenant_id, prospect_id=p.pk, sequence=1, type=EventType.CREATED,
+                      payload={"changes": {"nombre": {"old": None, "new": p.nombre}}})
+                for p in prospects
+            )  # fmt: skip
+            dispatch.events_publish([e.pk for e in events])
+            self.start_worker()
+            worker_pids = [self.procs.procs[n].pid for n in self.worker_names]
+            worker_cpu0 = cpu_seconds(worker_pids)
+            wall0 = time.monotonic()
+            succeeded = Delivery.objects.filter(status=DeliveryStatus.SUCCEEDED)
+            measured = self.drain_rate(succeeded.count, total, timeout=120)
+            try:
+                wait_until(lambda: succeeded.count() >= total, 60, "every delivery", 0.05)
+            except RuntimeError as exc:
+                invalid.append(str(exc))
+            wall = time.monotonic() - wall0
+            worker_cpu = cpu_seconds(worker_pids) - worker_cpu0
+            received = http_json(stats_url)
+            statuses = dict(Delivery.objects.values_list("status").annotate(n=Count("pk")))
+            undelivered = Event.objects.filter(delivered_at__isnull=True).count()
+        finally:
+            WebhookEndpoint.objects.filter(url=url).delete()
+            self.stop_worker()
+            self.procs.stop("receiver")
+        rate, ceiling_rate = measured["rate"], ceiling["posts_per_s"]
+        invalid += drain_problems("deliveries", measured)
+        if statuses.get(DeliveryStatus.FAILED) or statuses.get(DeliveryStatus.PENDING):
+            invalid.append(f"deliveries not all succeeded: {statuses}")
+        if received["bad_signature"] or received["verified"] < total:
+            invalid.append(
+                f"receiver verified {received['verified']} of {total} ({received['bad_signature']} bad)"
+            )
+        if received["repeated_ids"] or received["distinct_ids"] != total:
+            invalid.append(f"{received['distinct_ids']} distinct ids, {received['repeated_ids']} repeated")
+        if undelivered:
+            invalid.append(f"{undelivered} events without delivered_at")
+        log(f"figure 11: {measured} ceiling={ceiling} receiver={received} statuses={statuses}")
+        r = ratio(rate, ceiling_rate)
+        return {
+            "what": f"webhook deliveries/s of {total} prospect.created events (queue pre-filled) to a local "
+                    "receiver verifying each signature with standardwebhooks",
+            "events_per_s": rate,
+            "reference_receiver_ceiling_per_s": ceiling_rate,
+            "ratio": r,
+            "ceiling": ceiling,
+            "receiver": received,
+            "deliveries": statuses,
+            "worker_cpu_ms_per_delivery": round(worker_cpu / total * 1000, 2),
+            "worker_wall_s": round(wall, 2),
+            "detail": measured,
+            "target": ">= 0.5 of the receiver's ceiling",
+            **verdict(bool(r is not None and r >= 0.5), invalid),
+        }  # fmt: skip
+
     # run -------------------------------------------------------------------------------------
     def run(self) -> dict[str, Any]:
         started = time.monotonic()
@@ -1274,7 +1410,7 @@ class Bench:
         # pre-filled before the first start were never delivered in our trials.
         self.start_worker()
         self.stop_worker()
-        only = {int(x) for x in self.args.only.split(",") if x} or set(range(1, 11))
+        only = {int(x) for x in self.args.only.split(",") if x} or set(range(1, 12))
         figures: dict[str, Any] = {}
         if 1 in only:
             figures["1_producer_http"] = with_load(self.figure_1)
@@ -1308,6 +1444,8 @@ class Bench:
             figures["9_batch_cost"] = self.figure_9()
         if 10 in only:
             figures["10_live_under_bulk"] = self.figure_10()
+        if 11 in only:
+            figures["11_webhook_delivery"] = with_load(self.figure_11)
         if 7 in only:
             figures["7_prompt_and_cost"] = self.figure_7(figures["5_coalescing"]["claude_calls_per_session"])
         ordered = {k: figures[k] for k in sorted(figures)}
