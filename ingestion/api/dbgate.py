@@ -14,9 +14,11 @@ A slow dependency closes the gate too. When PostgreSQL or Redis answers slowly (
 scenario slow_dependency: 200 ms a packet), each POST still succeeds but takes seconds, and
 a sync worker's listen backlog grows faster than it is served: what a client waits is then
 the queue, bounded only by its own timeout. So a POST whose own work took longer than
-``SLOW_POST_SECONDS`` (``NEXUS_SHED_SLOW_POST_SECONDS``) closes the gate for ``AWAY_SECONDS``
-as well: the queue behind it is answered 503 with Retry-After in milliseconds, and a client
-waits about one slow POST before its answer instead of the whole backlog.
+``SLOW_POST_SECONDS`` (``NEXUS_SHED_SLOW_POST_SECONDS``), twice in a row, closes the gate for
+``AWAY_SECONDS`` as well: the queue behind it is answered 503 with Retry-After in milliseconds,
+and a client waits about two slow POSTs before its answer instead of the whole backlog. Twice,
+because one slow POST alone is a cold start, a GC pause or a busy host, not a slow dependency;
+a slow dependency makes every POST slow.
 """
 
 from __future__ import annotations
@@ -34,7 +36,10 @@ AWAY_SECONDS = 1.0
 # the backlog grew to the client's timeout; 0.5 s is ten healthy POSTs, under one slow one.
 SLOW_POST_SECONDS = env_float("NEXUS_SHED_SLOW_POST_SECONDS", 0.5)
 
+SLOW_IN_A_ROW = 2
+
 _away_until = 0.0
+_slow_in_a_row = 0
 
 
 def away() -> bool:
@@ -50,13 +55,20 @@ def note_failure() -> None:
 
 
 def note_duration(seconds: float) -> None:
-    """A POST's own time: past ``SLOW_POST_SECONDS`` its dependencies are slow; shed a while."""
-    global _away_until
-    if seconds > SLOW_POST_SECONDS:
+    """A POST's own time: ``SLOW_IN_A_ROW`` of them past ``SLOW_POST_SECONDS`` say its
+    dependencies are slow; shed a while."""
+    global _away_until, _slow_in_a_row
+    if seconds <= SLOW_POST_SECONDS:
+        _slow_in_a_row = 0
+        return
+    _slow_in_a_row += 1
+    if _slow_in_a_row >= SLOW_IN_A_ROW:
+        _slow_in_a_row = 0
         _away_until = time.monotonic() + AWAY_SECONDS
 
 
 def reopen() -> None:
     """Forget the failure (tests)."""
-    global _away_until
+    global _away_until, _slow_in_a_row
     _away_until = 0.0
+    _slow_in_a_row = 0
