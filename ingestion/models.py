@@ -53,9 +53,16 @@ class Channel(models.TextChoices):
 
 class Job(models.Model):
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
-    # The site or channel the POST came for; a sessionId is unique within its tenant.
+    # The site or channel the POST came for; a sessionId is unique within its tenant. No index
+    # of its own: job_tenant_session and job_transcript_fp lead with it, and a second one cost
+    # every INSERT an index update and misled the planner into scanning a tenant's every job
+    # for the continuation lookup (bench figure 1, issue 18).
     tenant = models.ForeignKey(
-        "tenants.Tenant", on_delete=models.PROTECT, related_name="jobs", default=default_tenant_id
+        "tenants.Tenant",
+        on_delete=models.PROTECT,
+        related_name="jobs",
+        default=default_tenant_id,
+        db_index=False,
     )
     session_id = models.CharField(max_length=128)
     fingerprint = models.CharField(max_length=128, blank=True, default="")
@@ -136,7 +143,9 @@ class Job(models.Model):
             # The continuation lookup (selectors.job_for_post): within the tenant, hash
             # equality first, then the fingerprint.
             models.Index(fields=["tenant", "transcript_hash", "fingerprint"], name="job_transcript_fp"),
-            models.Index(fields=["constructor_id"], name="job_constructor"),
+            # No index on constructor_id: the referrer filters read the Prospect's copy, and the
+            # jobs list's "has a referrer" filter is an admin page, not a path worth an index
+            # update on every new session.
         ]
 
     def __str__(self) -> str:
@@ -152,7 +161,8 @@ class SessionAlias(models.Model):
     retry of that POST finds the job again (a stale prefix, or a duplicate), instead of
     starting a second job for the same chat."""
 
-    tenant = models.ForeignKey("tenants.Tenant", on_delete=models.CASCADE, related_name="+")
+    # Indexed by alias_tenant_session, which leads with it.
+    tenant = models.ForeignKey("tenants.Tenant", on_delete=models.CASCADE, related_name="+", db_index=False)
     session_id = models.CharField(max_length=128)
     job = models.ForeignKey(Job, on_delete=models.CASCADE, related_name="aliases")
     created_at = models.DateTimeField(auto_now_add=True)

@@ -15,12 +15,11 @@ from typing import Any
 
 from django.conf import settings
 from django.core.cache import cache
-from django.db import connection
 from django.db.models import Avg, Count, F, Max, Min, Q, Sum
 from django.utils import timezone
 from redis.exceptions import RedisError
 
-from nexus_project.db import db_now
+from nexus_project.db import db_now, fetchone_prepared
 from prospects.services import SessionData
 from tenants.models import Tenant
 
@@ -37,15 +36,13 @@ def job_for_post(
     transcript_hash, fingerprint).
 
     Raw SQL: the ORM spent ~1.4 ms of the web worker's CPU building this query, more than the
-    rest of a POST's ledger work."""
+    rest of a POST's ledger work; prepared, because planning it cost PostgreSQL ~0.9 ms."""
     since = now - timedelta(hours=settings.NEXUS["CONTINUATION_WINDOW_HOURS"])
     params: dict[str, Any] = {
         "tenant": tenant_id, "session_id": session_id, "since": since, "fingerprint": fingerprint,
     }  # fmt: skip
     params.update((f"h{i}", digest) for i, digest in enumerate(hashes))
-    with connection.cursor() as cursor:
-        cursor.execute(_job_for_post_sql(len(hashes), bool(fingerprint)), params)
-        row = cursor.fetchone()
+    row = fetchone_prepared(_job_for_post_sql(len(hashes), bool(fingerprint)), params)
     return (uuid.UUID(str(row[0])), row[1]) if row is not None else None
 
 

@@ -182,8 +182,8 @@ def test_the_lookup_is_one_query(django_assert_num_queries):
 
 
 def test_the_lookup_uses_the_indexes():
+    import psycopg
     from django.db import connection
-    from django.test.utils import CaptureQueriesContext
 
     if connection.vendor != "postgresql":
         pytest.skip("the plan is PostgreSQL's")
@@ -198,7 +198,13 @@ def test_the_lookup_uses_the_indexes():
     )
     with connection.cursor() as cursor:
         cursor.execute("ANALYZE ingestion_job")
-    with CaptureQueriesContext(connection) as captured:
+    seen = []
+
+    def capture(execute, sql, params, many, context):
+        seen.append((sql, params))
+        return execute(sql, params, many, context)
+
+    with connection.execute_wrapper(capture):
         selectors.job_for_post(
             tenant_id=default_tenant_id(),
             session_id="session_2",
@@ -206,11 +212,13 @@ def test_the_lookup_uses_the_indexes():
             hashes=prefix_hashes(TWO)[1:],
             now=timezone.now(),
         )
-    (query,) = captured.captured_queries
+    ((sql, params),) = seen
 
-    with connection.cursor() as cursor:
-        cursor.execute("EXPLAIN " + query["sql"])
-        plan = "\n".join(row[0] for row in cursor.fetchall())
+    # The statement is bound server-side: EXPLAIN it the same way, with its parameters.
+    connection.ensure_connection()
+    with psycopg.Cursor(connection.connection) as bound:
+        bound.execute("EXPLAIN " + sql, params)
+        plan = "\n".join(row[0] for row in bound.fetchall())
 
     assert "Seq Scan on ingestion_job" not in plan, plan
 
