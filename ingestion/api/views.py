@@ -36,6 +36,7 @@ from .serializers import (
     ErrorSerializer,
     JobStatusSerializer,
     ProducerRequestSerializer,
+    accepted_body,
 )
 from .tenancy import TenantKeyAuthentication, resolve
 from .throttling import BatchedThrottlesMixin, ClientIpThrottle, KeyThrottle, SessionThrottle
@@ -154,16 +155,14 @@ class ProducerView(BatchedThrottlesMixin, APIView):
         truncated = sum(1 for m in messages if TRUNCATED_KEY in m)
         if truncated:
             metrics.record_truncated(truncated)
-        body = AcceptedSerializer(
-            {
-                "messageId": message_id,
-                "queueId": accepted.job_id,
-                "message": _ANSWERS[accepted.outcome],
-                "duplicate": accepted.outcome is Outcome.DUPLICATE,
-                "stale": accepted.outcome is Outcome.STALE,
-                "continued": accepted.continued,
-            }
-        ).data
+        body = accepted_body(
+            message_id=message_id,
+            queue_id=accepted.job_id,
+            message=_ANSWERS[accepted.outcome],
+            duplicate=accepted.outcome is Outcome.DUPLICATE,
+            stale=accepted.outcome is Outcome.STALE,
+            continued=accepted.continued,
+        )
         return Response(
             body,
             status=status.HTTP_202_ACCEPTED,
