@@ -10,10 +10,12 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from django.conf import settings
 from django.db import transaction
-from django.db.models import Max
+from django.db.models import Max, Q
+from django.utils import timezone
 
-from .models import Event, EventType
+from .models import Event, EventType, WebhookEndpoint
 from .vocabulary import Momento
 
 # Hooks run on commit with the ids of the events written (the delivery dispatch registers
@@ -47,6 +49,8 @@ def fold_events(
     if "momento_optimo" in changes and after.get("momento_optimo") == Momento.CALIENTE:
         types.append(EventType.HOT)
     last = Event.objects.filter(prospect_id=prospect_id).aggregate(m=Max("sequence"))["m"] or 0
+    wanted = wanted_types(tenant_id)
+    now = timezone.now()
     events = Event.objects.bulk_create(
         Event(
             tenant_id=tenant_id,
@@ -54,10 +58,32 @@ def fold_events(
             sequence=last + i,
             type=kind,
             payload={"changes": changes},
+            # Nobody to serve: settled as written, as the delivery task would settle it.
+            delivered_at=None if kind in wanted else now,
         )
         for i, kind in enumerate(types, start=1)
     )
-    ids = [e.pk for e in events]
-    for hook in list(_on_commit_hooks):
-        transaction.on_commit(lambda hook=hook: hook(ids))  # type: ignore[misc]
+    ids = [e.pk for e in events if e.delivered_at is None]
+    if ids:
+        for hook in list(_on_commit_hooks):
+            transaction.on_commit(lambda hook=hook: hook(ids))  # type: ignore[misc]
     return events
+
+
+def wanted_types(tenant_id: int) -> set[str]:
+    """The event types someone will be served for this tenant: an active endpoint's (the
+    tenant's own or an all-tenants one), and prospect.hot when the hot-lead mail is on.
+
+    An event of another type is the history's only (the admin, ``export_person``): it is
+    written already settled and costs no delivery task. Without this, every changed prospect
+    cost a published task and a worker run of five queries that found no endpoint, about a
+    job's own worker CPU again (bench figure 3, issue 18). One query of a table of a few rows,
+    in the fold's transaction: an endpoint added later serves events from then on, as it
+    already did (the delivery task read the endpoints a few milliseconds after the commit)."""
+    subscribed = WebhookEndpoint.objects.filter(active=True).filter(
+        Q(tenant__isnull=True) | Q(tenant_id=tenant_id)
+    )
+    wanted = {kind for kinds in subscribed.values_list("events", flat=True) for kind in kinds or []}
+    if settings.NEXUS["HOT_LEAD_EMAILS"]:
+        wanted.add(EventType.HOT)
+    return wanted

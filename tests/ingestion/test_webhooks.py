@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -120,11 +121,66 @@ def test_an_endpoint_of_another_tenant_or_another_type_gets_nothing(answer):
     assert event.delivered_at is not None
 
 
+def test_an_event_nobody_wants_is_written_settled_and_publishes_no_task(
+    answer, django_capture_on_commit_callbacks
+):
+    """Issue 18: an event no endpoint and no mail will serve costs no delivery task."""
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from tenants.models import Tenant
+
+    _, url = answer
+    endpoint(url, tenant=Tenant.objects.create(slug="other-site", name="Other"))
+    published: list[list[int]] = []
+    with patch_hooks(published), django_capture_on_commit_callbacks(execute=True):
+        event = one_event()
+    assert event.delivered_at is not None
+    assert published == []
+    assert webhooks.deliveries_due(now=timezone.now() + timedelta(hours=1)) == ([], [])
+
+
+def test_an_event_an_endpoint_wants_is_published_on_commit(answer, django_capture_on_commit_callbacks):
+    _, url = answer
+    endpoint(url)
+    published: list[list[int]] = []
+    with patch_hooks(published), django_capture_on_commit_callbacks(execute=True):
+        event = one_event()
+    assert event.delivered_at is None
+    assert published == [[event.pk]]
+
+
+def test_prospect_hot_is_wanted_while_the_hot_lead_mail_is_on(settings):
+    settings.NEXUS = {**settings.NEXUS, "HOT_LEAD_EMAILS": ["ventas@example.com"]}
+    from prospects.events import wanted_types
+    from tenants.directory import default_tenant_id
+
+    assert wanted_types(default_tenant_id()) == {"prospect.hot"}
+    settings.NEXUS = {**settings.NEXUS, "HOT_LEAD_EMAILS": []}
+    assert wanted_types(default_tenant_id()) == set()
+
+
+@contextlib.contextmanager
+def patch_hooks(published: list[list[int]]) -> Iterator[None]:
+    """The outbox's on-commit hooks replaced by one that records the ids it is given."""
+    from prospects import events
+
+    saved = list(events._on_commit_hooks)
+    events._on_commit_hooks[:] = [published.append]
+    try:
+        yield
+    finally:
+        events._on_commit_hooks[:] = saved
+
+
 def test_the_sweeper_finds_events_never_prepared(answer):
     from datetime import timedelta
 
     from django.utils import timezone
 
+    _, url = answer
+    endpoint(url)
     event = one_event()
     events, _ = webhooks.deliveries_due(now=timezone.now() + timedelta(seconds=120))
     assert event.pk in events
