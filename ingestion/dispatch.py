@@ -156,7 +156,28 @@ def events_publish(event_ids: list[int]) -> None:
             return
 
 
+# RabbitMQ's default consumer_timeout (30 min): it closes a channel that holds a delivered
+# message unacked for longer, which an ETA message does until its ETA.
+RABBITMQ_CONSUMER_TIMEOUT_SECONDS = 1800.0
+
+
+def eta_limit_seconds() -> float:
+    """The longest countdown a delivery retry is published with. Redis hands an ETA message to
+    a worker at once, unacked until it runs, and hands out another copy after each visibility
+    timeout; all the copies run at the ETA (the delivery's row lets one through, the others
+    cost a worker slot each). Half the shorter of the two timeouts leaves the other half for
+    a busy pool."""
+    visibility = settings.CELERY_BROKER_TRANSPORT_OPTIONS.get("visibility_timeout", 3600)
+    return min(visibility, RABBITMQ_CONSUMER_TIMEOUT_SECONDS) / 2
+
+
 def delivery_publish(delivery_id: int, countdown: float | None = None) -> None:
+    """Publish an attempt at a delivery, now or after ``countdown``. A longer wait than
+    ``eta_limit_seconds()`` publishes nothing: the row's ``next_attempt_at`` holds the due
+    time and the sweeper publishes the attempt once it has passed (at most a sweep late), as
+    ``budget.job_defer_for_budget`` does for jobs."""
+    if countdown is not None and countdown > eta_limit_seconds():
+        return
     try:
         app.send_task(DELIVERY_ATTEMPT, args=[delivery_id], countdown=countdown)
     except PUBLISH_ERRORS as exc:

@@ -72,7 +72,8 @@ def event_deliver(event_id: int) -> int:
 
 @shared_task(name=dispatch.DELIVERY_ATTEMPT, ignore_result=True)
 def delivery_attempt(delivery_id: int) -> str:
-    """One attempt at one delivery; a retry is published with the schedule's countdown."""
+    """One attempt at one delivery; a retry is published with the schedule's countdown (a long
+    one is left to the sweeper: dispatch.delivery_publish)."""
     outcome = webhooks.delivery_attempt(delivery_id)
     if outcome.status == "retry":
         dispatch.delivery_publish(delivery_id, countdown=outcome.countdown)

@@ -333,7 +333,9 @@ NEXUS: dict[str, Any] = {
     "DISPATCH_GRACE_SECONDS": env_float("NEXUS_DISPATCH_GRACE_SECONDS", 60.0),
     "SWEEP_INTERVAL_SECONDS": env_float("NEXUS_SWEEP_INTERVAL_SECONDS", 30.0),
     # Webhooks (issue 14): seconds before each retry of a failed delivery; after the last, the
-    # delivery is given up. Private/loopback/link-local endpoints are refused in production.
+    # delivery is given up. A wait longer than dispatch.eta_limit_seconds() (900 s: below the
+    # visibility timeout) is not a Celery countdown: the sweeper publishes it once due.
+    # Private/loopback/link-local endpoints are refused in production.
     "WEBHOOK_RETRY_SCHEDULE": [
         float(x)
         for x in env_list(

@@ -42,7 +42,6 @@ from tests.conftest import wait_for as _wait_for
 from tests.readiness import wait_http_ready
 from tests.test_gunicorn_conf import database_url, free_port
 
-CHROMIUM = Path("/usr/bin/chromium")
 ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
 README_SNIPPET = "nexus.record(messages, {constructorId, pageContext})"
@@ -54,10 +53,6 @@ pytestmark = [
     pytest.mark.postgres,
     pytest.mark.redis,
     pytest.mark.django_db(transaction=True),
-    pytest.mark.skipif(
-        not CHROMIUM.exists(),
-        reason="needs Debian's Chromium at /usr/bin/chromium (apt-get install chromium; .ci/run installs it)",
-    ),
     pytest.mark.timeout(300),
 ]
 
@@ -287,16 +282,19 @@ def _service_takes_context(base: str) -> bool:
 
 @pytest.fixture(scope="module")
 def stack(
-    django_db_setup: None, django_db_blocker: Any, tmp_path_factory: pytest.TempPathFactory
+    chromium: Any, django_db_setup: None, django_db_blocker: Any, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Stack]:
-    from playwright.sync_api import sync_playwright
-
     var = tmp_path_factory.mktemp("browser-stack")
     web_port = free_port()
     pages = Pages(client_url=f"http://127.0.0.1:{web_port}/static/nexus/client.js")
     proxy = Proxy(upstream_port=web_port)
     proxy.start()
-    env = {k: v for k, v in os.environ.items() if k != "PROMETHEUS_MULTIPROC_DIR"}
+    # DJANGO_ALLOW_ASYNC_UNSAFE is the chromium fixture's, for this process's ORM calls only.
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in {"PROMETHEUS_MULTIPROC_DIR", "DJANGO_ALLOW_ASYNC_UNSAFE"}
+    }
     env.update(
         DJANGO_ENV="development",
         DJANGO_SETTINGS_MODULE="nexus_project.settings",
@@ -334,18 +332,8 @@ def stack(
         with django_db_blocker.unblock():
             takes_context = _service_takes_context(base)
             Job.objects.filter(session_id="browser-contract-probe").delete()
-        # Playwright's sync API keeps an event loop in this thread, which Django's ORM takes for
-        # async code; the tests' ledger reads are plain synchronous code.
-        os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
-        with sync_playwright() as playwright:
-            # Debian's build; Playwright's own downloads cannot work here and are never tried.
-            browser = playwright.chromium.launch(executable_path=str(CHROMIUM), headless=True)
-            try:
-                yield Stack(base, proxy, pages, browser, takes_context)
-            finally:
-                browser.close()
+        yield Stack(base, proxy, pages, chromium, takes_context)
     finally:
-        os.environ.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
         _stop(worker)
         _stop(web)
         proxy.stop()

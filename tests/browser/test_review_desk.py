@@ -13,26 +13,16 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from django.contrib.auth import get_user_model
-from django.contrib.auth.models import Group
 from django.utils import timezone
 
 from prospects.models import Prospect, ReviewStatus
-from tenants.models import Tenant, TenantMembership
+from tenants.models import Tenant
 from tests.privacy.conftest import sales_groups  # noqa: F401 - autouse: the Sales groups
 
-CHROMIUM = Path("/usr/bin/chromium")
 NOTES = Path("/work/notes")
-PASSWORD = "desk-password-not-a-secret"
 LIST = "/admin/prospects/prospect/"
 
-pytestmark = [
-    pytest.mark.django_db(transaction=True),
-    pytest.mark.skipif(
-        not CHROMIUM.exists(),
-        reason="needs Debian's chromium at /usr/bin/chromium (apt-get install chromium)",
-    ),
-]
+pytestmark = [pytest.mark.django_db(transaction=True)]
 sync_api = pytest.importorskip(
     "playwright.sync_api", reason="needs the playwright package (requirements-dev.txt)"
 )
@@ -43,7 +33,7 @@ def lead(key: str, tenant: Tenant, minutes_ago: int, **fields) -> Prospect:
     return Prospect.objects.create(key=key, tenant=tenant, first_seen_at=seen, last_seen_at=seen, **fields)
 
 
-def test_a_sales_user_works_the_hot_lead(live_server, tmp_path):
+def test_a_sales_user_works_the_hot_lead(live_server, tmp_path, chromium, admin_log_in, staff_user):
     shop = Tenant.objects.create(slug="tienda")
     # More recent and hotter leads that are not "hot and not contacted" come after it.
     lead("fp:cold", shop, 0, nombre="Carlos Frío", nivel_interes=2, momento_optimo="frio")
@@ -53,50 +43,37 @@ def test_a_sales_user_works_the_hot_lead(live_server, tmp_path):
         "fp:hot", shop, 45, nombre="Lucía Caliente", email="lucia@example.test",
         telefono="+573001234567", nivel_interes=8, momento_optimo="caliente",
     )  # fmt: skip
-    user = get_user_model().objects.create_user("vendedora", password=PASSWORD, is_staff=True)
-    user.groups.set(Group.objects.filter(name="Sales"))
-    TenantMembership.objects.create(user=user, tenant=shop)
+    user = staff_user("vendedora", ["Sales"], shop)
 
     screenshot = tmp_path / "review_desk.png"
-    with sync_api.sync_playwright() as playwright:
-        # --no-sandbox: chromium refuses its sandbox as root, which CI containers are.
-        browser = playwright.chromium.launch(
-            executable_path=str(CHROMIUM), headless=True, args=["--no-sandbox"]
-        )
-        try:
-            page = browser.new_page(viewport={"width": 1440, "height": 900})
-            page.goto(f"{live_server.url}{LIST}")
-            page.fill("#id_username", "vendedora")
-            page.fill("#id_password", PASSWORD)
-            page.click("input[type=submit]")
-            page.wait_for_url(re.compile(r"/admin/prospects/prospect/$"), timeout=30_000)
+    page = chromium.new_page(viewport={"width": 1440, "height": 900})
+    admin_log_in(page, "vendedora", then=LIST)
+    page.wait_for_url(re.compile(r"/admin/prospects/prospect/$"), timeout=30_000)
 
-            rows = page.locator("#result_list tbody tr")
-            sync_api.expect(rows.first).to_contain_text("Lucía Caliente", timeout=30_000)
-            first_before = rows.first.inner_text()
+    rows = page.locator("#result_list tbody tr")
+    sync_api.expect(rows.first).to_contain_text("Lucía Caliente", timeout=30_000)
+    first_before = rows.first.inner_text()
 
-            def run(action: str, message: str) -> None:
-                row = page.locator("#result_list tbody tr", has_text="Lucía Caliente")
-                row.locator("input.action-select").check()
-                page.select_option("select[name=action]", action)
-                page.click("button[name=index]")
-                sync_api.expect(page.locator(".messagelist")).to_contain_text(message, timeout=30_000)
+    def run(action: str, message: str) -> None:
+        row = page.locator("#result_list tbody tr", has_text="Lucía Caliente")
+        row.locator("input.action-select").check()
+        page.select_option("select[name=action]", action)
+        page.click("button[name=index]")
+        sync_api.expect(page.locator(".messagelist")).to_contain_text(message, timeout=30_000)
 
-            run("assign_to_me", "1 prospect(s) assigned to you.")
-            run("mark_contacted", "1 prospect(s) marked contacted.")
+    run("assign_to_me", "1 prospect(s) assigned to you.")
+    run("mark_contacted", "1 prospect(s) marked contacted.")
 
-            row = page.locator("#result_list tbody tr", has_text="Lucía Caliente")
-            sync_api.expect(row).to_contain_text("Contactado")
-            sync_api.expect(row).to_contain_text("vendedora")
-            row_after = row.inner_text()
-            # A Sales user sees the contact masked, without links.
-            assert "+57 *** *** 4567" in row_after and row.locator("a[href^='https://wa.me/']").count() == 0
-            page.screenshot(path=str(screenshot), full_page=True)
+    row = page.locator("#result_list tbody tr", has_text="Lucía Caliente")
+    sync_api.expect(row).to_contain_text("Contactado")
+    sync_api.expect(row).to_contain_text("vendedora")
+    row_after = row.inner_text()
+    # A Sales user sees the contact masked, without links.
+    assert "+57 *** *** 4567" in row_after and row.locator("a[href^='https://wa.me/']").count() == 0
+    page.screenshot(path=str(screenshot), full_page=True)
 
-            page.goto(f"{live_server.url}{LIST}{hot.pk}/history/")
-            history = page.locator("#change-history").inner_text()
-        finally:
-            browser.close()
+    page.goto(f"{live_server.url}{LIST}{hot.pk}/history/")
+    history = page.locator("#change-history").inner_text()
 
     copy = ""
     if NOTES.is_dir():

@@ -6,11 +6,13 @@ Faults for the chaos suite, switched at run time: answer 500 to the first N trie
 webhook-id (`fail_first`), hold each request open before answering (`hold_s`, so a kill lands
 mid-delivery), or close the port altogether (`stop()`, then `start()` on the same port).
 
-In a test: ``Receiver(secret).start()``. As a process (the quick-start smoke test):
+In a test: ``Receiver(secret).start()``. As a process (the quick-start smoke test, bench
+figure 11):
 
-    python -m tests.fakes.webhook_receiver --port 8766 --secret whsec_… --out received.jsonl
+    python -m tests.fakes.webhook_receiver --port 8766 --secret whsec_… [--out received.jsonl]
 
-writes one JSON line per request to --out.
+writes one JSON line per request to --out when given. ``GET /_stats`` answers the counts since
+the last reset (`Receiver.stats`); ``POST /_reset`` forgets what came (not the --out file).
 """
 
 from __future__ import annotations
@@ -39,6 +41,13 @@ class Received:
     at: float
 
 
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    # Figure 11's ceiling run opens a new connection per POST from every worker thread at once;
+    # the default backlog of 5 refuses some of them.
+    request_queue_size = 128
+
+
 class Receiver:
     def __init__(self, secret: str, port: int = 0, out: Path | None = None) -> None:
         self.secret = secret
@@ -63,13 +72,22 @@ class Receiver:
 
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self) -> None:
-                receiver._handle(self)
+                if self.path == "/_reset":
+                    receiver.reset()
+                    _answer_json(self, receiver.stats())
+                else:
+                    receiver._handle(self)
+
+            def do_GET(self) -> None:
+                if self.path == "/_stats":
+                    _answer_json(self, receiver.stats())
+                else:
+                    self.send_error(404)
 
             def log_message(self, format: str, *args: Any) -> None:
                 return
 
-        server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
-        server.daemon_threads = True
+        server = _Server(("127.0.0.1", self.port), Handler)
         self.port = server.server_address[1]
         self._server = server
         self._thread = threading.Thread(target=server.serve_forever, name="webhook-receiver", daemon=True)
@@ -134,12 +152,42 @@ class Receiver:
         with self._lock:
             return list(self.received)
 
+    def stats(self) -> dict[str, int]:
+        """Counts of what came: requests, verified and bad signatures, and the verified
+        webhook-ids (distinct, and how many of them came more than once)."""
+        with self._lock:
+            ids = Counter(r.webhook_id for r in self.received if r.verified)
+            received = len(self.received)
+        verified = ids.total()
+        return {
+            "received": received,
+            "verified": verified,
+            "bad_signature": received - verified,
+            "distinct_ids": len(ids),
+            "repeated_ids": sum(1 for n in ids.values() if n > 1),
+        }
+
+    def reset(self) -> None:
+        """Forget what came (figure 11: the ceiling run's POSTs before the measured ones)."""
+        with self._lock:
+            self.received.clear()
+            self.tries.clear()
+
+
+def _answer_json(request: BaseHTTPRequestHandler, document: Any) -> None:
+    body = json.dumps(document).encode()
+    request.send_response(200)
+    request.send_header("content-type", "application/json")
+    request.send_header("content-length", str(len(body)))
+    request.end_headers()
+    request.wfile.write(body)
+
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--secret", required=True)
-    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--out", type=Path, help="append one JSON line per request to this file")
     args = parser.parse_args()
     Receiver(args.secret, args.port, args.out).start()
     threading.Event().wait()

@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import threading
 from collections.abc import Iterator
+from datetime import datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
+from django.utils import timezone
 
+from ingestion import dispatch, tasks
 from ingestion.models import Job
 from ingestion.services import job_accept
 from ingestion.worker import pipeline
@@ -194,3 +198,101 @@ def test_metrics_show_failed_attempts_and_failing_endpoints(answer, client):
     body = client.get("/metrics").content.decode()
     assert "nexus_webhook_failed_attempts_last_hour 1.0" in body
     assert "nexus_webhook_endpoints_failing 1.0" in body
+
+
+# --- Retries and the broker's visibility timeout ---------------------------------------------
+# A countdown of hours as a Celery ETA message would sit unacked in a worker past Redis's
+# visibility timeout (3,600 s), which then hands copies of it to other workers, all run at the
+# ETA. Retries longer than dispatch.eta_limit_seconds() publish nothing; the sweeper publishes
+# them once due. The copies that shorter countdowns could still meet find the row claimed.
+
+
+def _delivery_attempts_queued(redis_client: Any, queue: str) -> list[dict[str, Any]]:
+    """The headers (task, eta, argsrepr) of the delivery_attempt messages waiting on ``queue``."""
+    messages = [json.loads(m) for m in redis_client.lrange(queue, 0, -1)]
+    return [m["headers"] for m in messages if m["headers"]["task"] == dispatch.DELIVERY_ATTEMPT]
+
+
+def _failing_delivery(answer: Any, settings: Any, schedule: list[float]) -> int:
+    settings.NEXUS = {**settings.NEXUS, "WEBHOOK_RETRY_SCHEDULE": schedule}
+    state, url = answer
+    state["status"] = 500
+    endpoint(url)
+    (delivery_id,) = webhooks.deliveries_prepare(one_event().pk)
+    return delivery_id
+
+
+def test_the_default_schedule_outlives_the_visibility_timeout(settings):
+    longest = max(settings.NEXUS["WEBHOOK_RETRY_SCHEDULE"])
+    assert longest > settings.CELERY_BROKER_TRANSPORT_OPTIONS["visibility_timeout"]
+    assert dispatch.eta_limit_seconds() < settings.CELERY_BROKER_TRANSPORT_OPTIONS["visibility_timeout"]
+
+
+@pytest.mark.redis
+def test_a_retry_longer_than_the_eta_limit_is_left_on_the_row_for_the_sweeper(answer, settings, redis_client):
+    queue = settings.CELERY_TASK_DEFAULT_QUEUE
+    redis_client.delete(queue)
+    delivery_id = _failing_delivery(answer, settings, [7200.0])  # the default schedule's 4th wait
+    started = timezone.now()
+
+    assert tasks.delivery_attempt(delivery_id) == "retry"
+
+    assert _delivery_attempts_queued(redis_client, queue) == []  # no ETA message of 2 hours
+    delivery = Delivery.objects.get()
+    assert delivery.status == "pending" and delivery.attempts == 1
+    assert delivery.next_attempt_at is not None
+    assert abs((delivery.next_attempt_at - started).total_seconds() - 7200) < 60
+    _, not_yet = webhooks.deliveries_due(now=delivery.next_attempt_at - timedelta(seconds=60))
+    _, due = webhooks.deliveries_due(now=delivery.next_attempt_at + timedelta(seconds=6))
+    assert (not_yet, due) == ([], [delivery_id])
+
+    # Two hours on: the sweeper publishes the attempt, to run now.
+    Delivery.objects.filter(pk=delivery_id).update(next_attempt_at=timezone.now() - timedelta(seconds=6))
+    assert dispatch.events_sweep() == 1
+    (message,) = _delivery_attempts_queued(redis_client, queue)
+    assert message["eta"] is None
+    redis_client.delete(queue)
+
+
+@pytest.mark.redis
+def test_a_retry_within_the_eta_limit_is_published_with_its_countdown(answer, settings, redis_client):
+    queue = settings.CELERY_TASK_DEFAULT_QUEUE
+    redis_client.delete(queue)
+    delivery_id = _failing_delivery(answer, settings, [300.0])  # the default schedule's 2nd wait
+
+    assert tasks.delivery_attempt(delivery_id) == "retry"
+
+    (message,) = _delivery_attempts_queued(redis_client, queue)
+    eta = datetime.fromisoformat(message["eta"])
+    next_attempt_at = Delivery.objects.get().next_attempt_at
+    assert next_attempt_at is not None
+    assert abs((eta - next_attempt_at).total_seconds()) < 5
+    redis_client.delete(queue)
+
+
+def test_a_copy_of_a_retry_delivered_before_its_due_time_does_nothing(answer, settings):
+    delivery_id = _failing_delivery(answer, settings, [7200.0])
+    assert webhooks.delivery_attempt(delivery_id).status == "retry"
+    before = Delivery.objects.values("status", "attempts", "next_attempt_at").get()
+
+    # A copy Redis handed out after the visibility timeout, run an hour into the two hours.
+    early = webhooks.delivery_attempt(delivery_id, now=timezone.now() + timedelta(seconds=3600))
+
+    state, _ = answer
+    assert early.status == "skipped"
+    assert (state["hits"], DeliveryAttempt.objects.count()) == (1, 1)
+    assert Delivery.objects.values("status", "attempts", "next_attempt_at").get() == before
+
+
+def test_copies_of_a_retry_run_at_its_due_time_post_once(answer, settings):
+    delivery_id = _failing_delivery(answer, settings, [300.0, 300.0])
+    assert webhooks.delivery_attempt(delivery_id).status == "retry"
+    due = Delivery.objects.get().next_attempt_at
+    assert due is not None
+
+    copies = [webhooks.delivery_attempt(delivery_id, now=due).status for _ in range(3)]
+
+    state, _ = answer
+    assert copies == ["retry", "skipped", "skipped"]
+    assert (state["hits"], DeliveryAttempt.objects.count()) == (2, 2)
+    assert Delivery.objects.get().attempts == 2
