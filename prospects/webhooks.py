@@ -201,13 +201,19 @@ def delivery_attempt(delivery_id: int, *, now: datetime | None = None) -> Outcom
         outcome = Outcome("failed")
     else:
         outcome = Outcome("retry", countdown=schedule[attempts - 1])
-    Delivery.objects.filter(pk=delivery.pk).update(
-        attempts=attempts,
-        status=DeliveryStatus.PENDING if outcome.status == "retry" else outcome.status,
-        next_attempt_at=now + timedelta(seconds=outcome.countdown) if outcome.countdown is not None else None,
-    )
-    if outcome.status != "retry":
-        event_settle(event.pk)
+    # The delivery's end and the event's settle commit together: a worker killed between the
+    # two left the event undelivered forever (the sweeper only looks for events with no
+    # delivery), and a reader saw a succeeded delivery of an unsettled event.
+    with transaction.atomic():
+        Delivery.objects.filter(pk=delivery.pk).update(
+            attempts=attempts,
+            status=DeliveryStatus.PENDING if outcome.status == "retry" else outcome.status,
+            next_attempt_at=now + timedelta(seconds=outcome.countdown)
+            if outcome.countdown is not None
+            else None,
+        )
+        if outcome.status != "retry":
+            event_settle(event.pk)
     return outcome
 
 
