@@ -6,7 +6,6 @@ walk, never a row, a task or a Claude call. Limits live in ``settings.NEXUS`` (S
 
 from __future__ import annotations
 
-import copy
 import json
 import re
 from collections.abc import Mapping
@@ -45,16 +44,40 @@ class _SurrogateValidator(ProhibitSurrogateCharactersValidator):
 
 
 class ShallowCopiedField:
-    """A leaf field whose per-request copy is a shallow one.
+    """A field whose per-request copy is a shallow one.
 
     DRF deep-copies every declared field for each serializer instance, and a field's deep copy
-    runs its ``__init__`` again (validators rebuilt): half of the producer's validation time.
-    A leaf field is read-only once built (its validators, choices and messages are only read),
-    so a shallow copy of the unbound declared field is the same field; ``bind`` then sets the
-    copy's own name and parent. Nested serializers and fields with a child keep DRF's copy."""
+    runs its ``__init__`` again (validators rebuilt, a nested serializer's child rebuilt and its
+    fields copied in turn): half of the producer's validation time. These fields are read-only
+    once built (their validators, choices, messages and child are only read while validating,
+    never written), so a shallow copy of the unbound declared field is the same field; ``bind``
+    then sets the copy's own name and parent. A nested list or dict keeps sharing its declared
+    child, which DRF's ListSerializer already reuses for every item: validation keeps no state
+    on it (its errors and data live on the root serializer)."""
 
     def __deepcopy__(self, memo: dict[int, Any]) -> Any:
-        return copy.copy(self)
+        return _shallow_copy(self)
+
+
+def _shallow_copy(field: Any) -> Any:
+    """``copy.copy`` without its reduce protocol: a new instance sharing the field's state."""
+    twin = object.__new__(type(field))
+    twin.__dict__.update(field.__dict__)
+    return twin
+
+
+class ShallowFieldsSerializer(serializers.Serializer):
+    """A serializer whose declared fields are all ``ShallowCopiedField``: its per-request copy
+    of them skips ``copy.deepcopy``'s memo and dispatch (DRF's ``get_fields``)."""
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        deep = [name for name, f in cls._declared_fields.items() if not isinstance(f, ShallowCopiedField)]  # type: ignore[attr-defined]
+        if deep:
+            raise TypeError(f"{cls.__name__}: fields {deep} are not ShallowCopiedField")
+
+    def get_fields(self) -> dict[str, Any]:
+        return {name: _shallow_copy(f) for name, f in self._declared_fields.items()}  # type: ignore[attr-defined]
 
 
 class StrictCharField(ShallowCopiedField, serializers.CharField):
@@ -82,7 +105,7 @@ class ChoiceField(ShallowCopiedField, serializers.ChoiceField):
     pass
 
 
-class MessageSerializer(serializers.Serializer):
+class MessageSerializer(ShallowFieldsSerializer):
     """One turn. Keys other than role and content are tolerated and not kept (SPEC §3): the
     transcript is its roles and texts. An empty text is allowed here and dropped by the
     request (a failed stream leaves an empty assistant turn)."""
@@ -110,7 +133,7 @@ class MessageSerializer(serializers.Serializer):
 TRUNCATED_KEY = "truncatedFrom"
 
 
-class MessageListSerializer(serializers.ListSerializer):
+class MessageListSerializer(ShallowCopiedField, serializers.ListSerializer):
     """Counts the messages before validating any of them: 10,000 items cost one len()."""
 
     def to_internal_value(self, data: Any) -> Any:
@@ -120,7 +143,7 @@ class MessageListSerializer(serializers.ListSerializer):
         return super().to_internal_value(data)
 
 
-class MetadataField(serializers.DictField):
+class MetadataField(ShallowCopiedField, serializers.DictField):
     """Free-form context from the widget (url, userAgent, …), bounded in size and depth.
 
     Its keys are the widget's to choose, so unlike the top level it is not closed; instead it
@@ -181,7 +204,7 @@ class StrictBooleanField(ShallowCopiedField, serializers.BooleanField):
 CHANNELS = ("web", "whatsapp", "api")
 
 
-class ProducerRequestSerializer(serializers.Serializer):
+class ProducerRequestSerializer(ShallowFieldsSerializer):
     """The POST body. Unknown top-level fields are accepted and returned under ``extra``,
     bounded like metadata (the widget adds a field every few months: SPEC §12)."""
 

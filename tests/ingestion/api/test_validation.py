@@ -231,3 +231,36 @@ def test_the_202_body_is_what_the_documented_serializer_makes(duplicate, stale, 
     ).data
     built = accepted_body(**values)
     assert json.dumps(built) == json.dumps(documented)  # same keys, same order, same values
+
+
+def test_the_shared_message_serializer_keeps_no_state_between_requests():
+    """The messages' child serializer is shared by every request (issue 18: no deep copy per
+    request); a refused body must leave nothing behind for the next one, in any thread."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from ingestion.api.serializers import ProducerRequestSerializer
+
+    def check(i: int) -> None:
+        good = producer_body(session_id=f"s-{i}", messages=transcript(f"hola {i}", "buenas"))
+        bad = {**good, "messages": [{"role": "robot", "content": "x"}]}
+        refused = ProducerRequestSerializer(data=bad)
+        assert not refused.is_valid()
+        assert "messages" in refused.errors
+        accepted = ProducerRequestSerializer(data=good)
+        assert accepted.is_valid(), accepted.errors
+        assert accepted.validated_data["messages"][0]["content"] == f"hola {i}"
+        assert accepted.validated_data["sessionId"] == f"s-{i}"
+
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(check, range(400)))
+
+
+def test_a_serializer_of_shallow_fields_refuses_a_field_that_is_not_one():
+    from rest_framework import serializers
+
+    from ingestion.api.serializers import ShallowFieldsSerializer
+
+    with pytest.raises(TypeError, match="not ShallowCopiedField"):
+
+        class Wrong(ShallowFieldsSerializer):
+            name = serializers.CharField()
