@@ -400,6 +400,22 @@ class Bench:
         self.worker_concurrency = 0
         self.worker_processes = args.worker_processes
         self.web_workers = 0
+        # Where the run's time goes (the JSON's "time"): wall seconds per figure and round, and
+        # the fixed costs the figures share (worker starts and stops, filling the ledger).
+        self.figure_seconds: dict[str, list[float]] = {}
+        self.fixed_costs: dict[str, dict[str, float]] = {}
+
+    def spent(self, what: str, since: float) -> None:
+        cost = self.fixed_costs.setdefault(what, {"calls": 0, "seconds": 0.0})
+        cost["calls"] += 1
+        cost["seconds"] = round(cost["seconds"] + time.monotonic() - since, 2)
+
+    def timed(self, key: str, figure: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+        started = time.monotonic()
+        try:
+            return figure()
+        finally:
+            self.figure_seconds.setdefault(key, []).append(round(time.monotonic() - started, 1))
 
     # setup -----------------------------------------------------------------------------------
     def setup(self) -> None:
@@ -449,6 +465,7 @@ class Bench:
     def start_worker(self) -> None:
         """The production worker: ``worker_processes`` Celery processes (one per core, as the
         README's sizing says), each the Procfile's command with the settings' pool and threads."""
+        started = time.monotonic()
         for name in self.worker_names:
             cmd = [
                 str(BIN / "celery"), "-A", "nexus_project", "worker",
@@ -459,13 +476,18 @@ class Bench:
             self.procs.start(name, cmd)
         for name in self.worker_names:
             wait_until(partial(self.worker_ready, name), 60, "celery worker", 0.05)
+        self.spent("worker_start", started)
 
     def worker_ready(self, name: str) -> bool:
         return " ready." in self.procs.log_since_start(name)
 
     def stop_worker(self) -> None:
+        if not any(name in self.procs.procs for name in self.worker_names):
+            return
+        started = time.monotonic()
         for name in self.worker_names:
             self.procs.stop(name)
+        self.spent("worker_stop", started)
 
     def worker_running(self) -> bool:
         return all(name in self.procs.procs for name in self.worker_names)
@@ -665,6 +687,7 @@ class Bench:
         from ingestion.services import job_accept
 
         rng = random.Random(11)
+        started = time.monotonic()
         for i in range(count):
             session = f"{prefix}-{RUN_ID}-{i}"
             job_accept(
@@ -673,6 +696,7 @@ class Bench:
                 messages=loadgen.conversation(rng),
                 metadata={"url": "https://example.com"},
             )
+        self.spent("fill_jobs", started)
 
     def completed(self) -> int:
         from ingestion.models import Job, JobStatus
@@ -1536,7 +1560,7 @@ class Bench:
         only = {int(x) for x in self.args.only.split(",") if x} or set(range(1, 12))
         figures: dict[str, Any] = {}
         if 1 in only:
-            figures["1_producer_http"] = with_load(self.figure_1)
+            figures["1_producer_http"] = self.timed("1", partial(with_load, self.figure_1))
         # Figures 2-5 measure one run each: they run ROUNDS times, interleaved (round 1 of
         # every figure, then round 2, ...), so a burst of load from elsewhere lands on one
         # round of each instead of on all rounds of one; the median run is reported with the
@@ -1544,31 +1568,39 @@ class Bench:
         repeated: dict[str, list[dict[str, Any]]] = {}
         for _ in range(self.args.rounds):
             if only & {2, 6}:
-                repeated.setdefault("2_pipeline_throughput_1s", []).append(with_load(self.figure_2))
+                repeated.setdefault("2_pipeline_throughput_1s", []).append(
+                    self.timed("2", partial(with_load, self.figure_2))
+                )
             if only & {5, 7}:
                 if not self.worker_running():
                     self.start_worker()
-                repeated.setdefault("5_coalescing", []).append(with_load(self.figure_5))
+                repeated.setdefault("5_coalescing", []).append(
+                    self.timed("5", partial(with_load, self.figure_5))
+                )
             if 4 in only:
                 if not self.worker_running():
                     self.start_worker()
-                repeated.setdefault("4_end_to_end_latency", []).append(with_load(self.figure_4))
+                repeated.setdefault("4_end_to_end_latency", []).append(
+                    self.timed("4", partial(with_load, self.figure_4))
+                )
             if 3 in only:
-                repeated.setdefault("3_per_job_overhead_0s", []).append(with_load(self.figure_3))
+                repeated.setdefault("3_per_job_overhead_0s", []).append(
+                    self.timed("3", partial(with_load, self.figure_3))
+                )
         for name, runs in repeated.items():
             figures[name] = aggregate(name, runs)
         if only & {2, 6}:
             figures["6_memory"] = self.figure_6(web_pid)
         if 1 in only:
-            figures["1_producer_http"]["hot_path_costs"] = self.hot_path_costs()
+            figures["1_producer_http"]["hot_path_costs"] = self.timed("1_hot_path", self.hot_path_costs)
         if 8 in only:
-            figures["8_rate_governor"] = self.figure_8()
+            figures["8_rate_governor"] = self.timed("8", self.figure_8)
         if 9 in only:
-            figures["9_batch_cost"] = self.figure_9()
+            figures["9_batch_cost"] = self.timed("9", self.figure_9)
         if 10 in only:
-            figures["10_live_under_bulk"] = self.figure_10()
+            figures["10_live_under_bulk"] = self.timed("10", self.figure_10)
         if 11 in only:
-            figures["11_webhook_delivery"] = with_load(self.figure_11)
+            figures["11_webhook_delivery"] = self.timed("11", partial(with_load, self.figure_11))
         if 7 in only:
             figures["7_prompt_and_cost"] = self.figure_7(figures["5_coalescing"]["claude_calls_per_session"])
         ordered = {k: figures[k] for k in sorted(figures)}
@@ -1592,6 +1624,9 @@ class Bench:
             "all_met": all(met.values()),
             "invalid": {k: v["invalid"] for k, v in ordered.items() if v.get("invalid")},
             "seconds": round(time.monotonic() - started, 1),
+            "time": {"seconds_by_figure": self.figure_seconds, "fixed_costs": self.fixed_costs,
+                     "note": "wall seconds per figure (one entry per round for 2-5); fixed_costs are "
+                             "inside them"},
         }  # fmt: skip
 
 
