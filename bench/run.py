@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import random
@@ -156,6 +157,23 @@ class Processes:
         except ProcessLookupError:
             pass
 
+    def stop_together(self, names: list[str], timeout: float = 20.0) -> None:
+        """Stop these processes at once: every one is sent SIGTERM before any is waited for,
+        so their warm shutdowns overlap instead of adding up (one at a time, each worker's
+        shutdown waited for the one before it)."""
+        procs = [p for name in names if (p := self.procs.pop(name, None)) is not None and p.poll() is None]
+        for proc in procs:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGTERM)
+        deadline = time.monotonic() + timeout
+        for proc in procs:
+            try:
+                proc.wait(max(0.0, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait(5)
+
     def stop_all(self) -> None:
         for name in reversed(list(self.procs)):
             self.stop(name, timeout=10)
@@ -274,9 +292,24 @@ def paced_problems(name: str, summary: dict[str, Any]) -> list[str]:
 
 
 def drain_problems(name: str, measured: dict[str, Any]) -> list[str]:
+    """A drain that did not finish, with why (``Bench.drain_why``) when it drained nothing."""
+    if measured.get("not_run"):
+        return [f"{name}: not measured: {measured['not_run']}"]
     if measured.get("timed_out"):
-        return [f"{name}: queue not drained in time ({measured['done']} of {measured['total']})"]
+        problem = f"{name}: queue not drained in time ({measured['done']} of {measured['total']})"
+        if measured.get("stalled"):
+            problem = f"{name}: drained {measured['done']} of {measured['total']}, stalled"
+        why = measured.get("why")
+        return [f"{problem}: {why}" if why else problem]
     return []
+
+
+# A drain with nothing done this long after the workers said ready, and nothing left in the
+# queues, has stalled: the workers took every message and completed none (a task that raises
+# on every job, a counter that counts the wrong rows). Waiting out the timeout (120-180 s)
+# changes nothing. Worker start-up is behind start_worker, so the first completion of a
+# healthy drain comes within a second or two even on a loaded machine.
+STALL_SECONDS = 30.0
 
 
 def fake_problems(stats: dict[str, Any]) -> list[str]:
@@ -385,6 +418,22 @@ class Bench:
         self.worker_concurrency = 0
         self.worker_processes = args.worker_processes
         self.web_workers = 0
+        # Where the run's time goes (the JSON's "time"): wall seconds per figure and round, and
+        # the fixed costs the figures share (worker starts and stops, filling the ledger).
+        self.figure_seconds: dict[str, list[float]] = {}
+        self.fixed_costs: dict[str, dict[str, float]] = {}
+
+    def spent(self, what: str, since: float) -> None:
+        cost = self.fixed_costs.setdefault(what, {"calls": 0, "seconds": 0.0})
+        cost["calls"] += 1
+        cost["seconds"] = round(cost["seconds"] + time.monotonic() - since, 2)
+
+    def timed(self, key: str, figure: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+        started = time.monotonic()
+        try:
+            return figure()
+        finally:
+            self.figure_seconds.setdefault(key, []).append(round(time.monotonic() - started, 1))
 
     # setup -----------------------------------------------------------------------------------
     def setup(self) -> None:
@@ -434,6 +483,7 @@ class Bench:
     def start_worker(self) -> None:
         """The production worker: ``worker_processes`` Celery processes (one per core, as the
         README's sizing says), each the Procfile's command with the settings' pool and threads."""
+        started = time.monotonic()
         for name in self.worker_names:
             cmd = [
                 str(BIN / "celery"), "-A", "nexus_project", "worker",
@@ -444,13 +494,17 @@ class Bench:
             self.procs.start(name, cmd)
         for name in self.worker_names:
             wait_until(partial(self.worker_ready, name), 60, "celery worker", 0.05)
+        self.spent("worker_start", started)
 
     def worker_ready(self, name: str) -> bool:
         return " ready." in self.procs.log_since_start(name)
 
     def stop_worker(self) -> None:
-        for name in self.worker_names:
-            self.procs.stop(name)
+        if not any(name in self.procs.procs for name in self.worker_names):
+            return
+        started = time.monotonic()
+        self.procs.stop_together(self.worker_names)
+        self.spent("worker_stop", started)
 
     def worker_running(self) -> bool:
         return all(name in self.procs.procs for name in self.worker_names)
@@ -650,6 +704,7 @@ class Bench:
         from ingestion.services import job_accept
 
         rng = random.Random(11)
+        started = time.monotonic()
         for i in range(count):
             session = f"{prefix}-{RUN_ID}-{i}"
             job_accept(
@@ -658,18 +713,26 @@ class Bench:
                 messages=loadgen.conversation(rng),
                 metadata={"url": "https://example.com"},
             )
+        self.spent("fill_jobs", started)
 
     def completed(self) -> int:
         from ingestion.models import Job, JobStatus
 
         return Job.objects.filter(status=JobStatus.COMPLETED).count()
 
-    def drain_rate(self, count: Callable[[], int], total: int, timeout: float) -> dict[str, Any]:
-        """Completions per second between 10 % and 90 % of ``total`` (ramp-up and tail cut)."""
+    def drain_rate(
+        self, count: Callable[[], int], total: int, timeout: float, task: str = "", jobs: bool = True
+    ) -> dict[str, Any]:
+        """Completions per second between 10 % and 90 % of ``total`` (ramp-up and tail cut).
+
+        A drain that does not reach 90 % carries ``why`` (``drain_why``: what the workers
+        received and raised, the jobs' statuses, what is left queued); one that completed
+        nothing while the queues emptied stops after ``STALL_SECONDS`` (``stalled``)."""
         lo, hi = int(total * 0.10), int(total * 0.90)
         t_lo = t_hi = None
         n_lo = n_hi = 0
         start = time.monotonic()
+        stalled, next_stall_check = False, start + STALL_SECONDS
         while time.monotonic() - start < timeout:
             n = count()
             now = time.monotonic()
@@ -678,11 +741,73 @@ class Bench:
             if n >= hi:
                 t_hi, n_hi = now, n
                 break
+            if n == 0 and now >= next_stall_check:
+                if self.queued() == 0:
+                    stalled = True
+                    break
+                next_stall_check = now + 1.0
             time.sleep(0.01)  # the no-op drains 10 % -> 90 % of a small queue in ~0.2 s
         if t_lo is None or t_hi is None or t_hi <= t_lo:
-            return {"rate": None, "done": count(), "total": total, "timed_out": True}
+            result: dict[str, Any] = {"rate": None, "done": count(), "total": total, "timed_out": True,
+                      "waited_s": round(time.monotonic() - start, 1)}  # fmt: skip
+            if stalled:
+                result["stalled"] = True
+            result["why"] = self.drain_why(task, jobs)
+            return result
         return {"rate": round((n_hi - n_lo) / (t_hi - t_lo), 1), "window_s": round(t_hi - t_lo, 2),
                 "total": total}  # fmt: skip
+
+    def queued(self) -> int:
+        """Messages waiting in this run's queues (live, bulk, and their priority lists)."""
+        from django.core.cache import cache
+
+        client = cache._cache.get_client(write=True)  # type: ignore[attr-defined]
+        return sum(int(client.llen(key)) for key in client.scan_iter(match=f"{QUEUE}*", _type="list"))
+
+    def worker_log_tasks(self, task: str) -> tuple[int, dict[str, int]]:
+        """Since the workers' last start: how many ``task`` messages they received, and their
+        ERROR lines (task ids cut out, so a failure repeated on every job counts as one kind)."""
+        received, errors = 0, dict[str, int]()
+        for name in self.worker_names:
+            for line in self.procs.log_since_start(name).splitlines():
+                try:
+                    entry = json.loads(line)
+                except ValueError:
+                    continue
+                if not isinstance(entry, dict):
+                    continue
+                message = str(entry.get("message", ""))
+                if task and message.startswith(f"Task {task}[") and message.endswith("] received"):
+                    received += 1
+                if entry.get("level") in ("ERROR", "CRITICAL"):
+                    # The first line: the failing row's values that follow would make every
+                    # job's error a kind of its own.
+                    first = message.replace("\\n", "\n").splitlines()[0] if message else ""
+                    kind = re.sub(r"\[[0-9a-f-]{36}\]", "[…]", first)[:300]
+                    errors[kind] = errors.get(kind, 0) + 1
+        return received, errors
+
+    def drain_why(self, task: str, jobs: bool) -> str:
+        """Why a drain did not finish, from what can be read after it: the workers' logs
+        (messages received, errors raised), the jobs' statuses, the messages left queued."""
+        from django.db.models import Count
+
+        from ingestion.models import Job
+
+        parts = []
+        received, errors = self.worker_log_tasks(task)
+        if task:
+            parts.append(f"the workers received {received} {task} messages")
+        if errors:
+            kind, n = max(errors.items(), key=lambda item: item[1])
+            parts.append(f"they logged {sum(errors.values())} errors, the most frequent ({n}x): {kind}")
+        else:
+            parts.append("they logged no error")
+        if jobs:
+            statuses = dict(Job.objects.values_list("status").annotate(n=Count("id")).order_by())
+            parts.append(f"jobs by status {statuses}")
+        parts.append(f"{self.queued()} messages still queued")
+        return "; ".join(parts)
 
     def figure_2(self) -> dict[str, Any]:
         latency = 1.0
@@ -693,7 +818,7 @@ class Bench:
         total = int(self.total_concurrency * 12 * self.scale)
         self.fill_jobs(total, "f2")
         self.start_worker()
-        measured = self.drain_rate(self.completed, total, timeout=120)
+        measured = self.drain_rate(self.completed, total, timeout=120, task="ingestion.process_session")
         stats = self.fake("stats")
         ideal = self.total_concurrency / latency
         rate = measured["rate"]
@@ -913,14 +1038,16 @@ class Bench:
         for i in range(total):
             noop.apply_async(args=[i])
         self.start_worker()
-        noop_rate = self.drain_rate(lambda: int(cache.get(COUNTER_KEY) or 0), total, timeout=120)
+        noop_rate = self.drain_rate(
+            lambda: int(cache.get(COUNTER_KEY) or 0), total, timeout=120, task="bench.noop", jobs=False
+        )
         log(f"figure 3 noop: {noop_rate}")
         # The real job: claim, Claude call (0 s), merge.
         self.stop_worker()
         self.reset_state()
         self.fill_jobs(total, "f3")
         self.start_worker()
-        job_rate = self.drain_rate(self.completed, total, timeout=180)
+        job_rate = self.drain_rate(self.completed, total, timeout=180, task="ingestion.process_session")
         log(f"figure 3 jobs: {job_rate}")
         outbox = self.outbox_per_job()
         # The same-work floor: the same pending rows, their statements as raw SQL (bench/tasks.py).
@@ -931,10 +1058,17 @@ class Bench:
         from bench.tasks import same_work
         from ingestion.models import Job
 
-        for job_id in Job.objects.values_list("id", flat=True):
-            same_work.apply_async(args=[str(job_id)])
-        self.start_worker()
-        floor_rate = self.drain_rate(self.completed, total, timeout=180)
+        job_ids = list(Job.objects.values_list("id", flat=True))
+        # One job through the floor's SQL in this process, rolled back: a statement the schema
+        # refuses fails here in milliseconds, with its error, instead of on every job.
+        refused = self.floor_refused(job_ids[0])
+        if refused:
+            floor_rate: dict[str, Any] = {"rate": None, "total": total, "not_run": refused}
+        else:
+            for job_id in job_ids:
+                same_work.apply_async(args=[str(job_id)])
+            self.start_worker()
+            floor_rate = self.drain_rate(self.completed, total, timeout=180, task="bench.same_work")
         log(f"figure 3 floor: {floor_rate}")
         invalid = drain_problems("no-op", noop_rate) + drain_problems("jobs", job_rate)
         invalid += drain_problems("floor", floor_rate)
@@ -952,6 +1086,29 @@ class Bench:
             "target": ">= 70% of the same-work floor (issue 18); the no-op ratio is a second reference",
             **verdict(bool((rf := ratio(job_rate["rate"], floor_rate["rate"])) and rf >= 0.7), invalid),
         }
+
+    @staticmethod
+    def floor_refused(job_id: Any) -> str | None:
+        """Run ``bench.same_work`` on one pending job in this process and roll it back: None
+        when it completed the job, else why not (the database's error, or the job's status)."""
+        import psycopg
+        from django.db import DatabaseError, transaction
+
+        from bench.tasks import same_work
+        from ingestion.models import Job, JobStatus
+
+        try:
+            with transaction.atomic():
+                same_work(str(job_id))
+                status = Job.objects.filter(id=job_id).values_list("status", flat=True).first()
+                transaction.set_rollback(True)
+        # The task runs its SQL on the raw psycopg connection: psycopg's errors, not Django's.
+        except (DatabaseError, psycopg.Error) as exc:
+            first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+            return f"bench.same_work fails on a pending job: {type(exc).__name__}: {first_line}"
+        if status != JobStatus.COMPLETED:
+            return f"bench.same_work left a pending job {status}, not completed"
+        return None
 
     def figure_7(self, calls_per_session: float | None) -> dict[str, Any]:
         from django.db.models import Avg
@@ -1038,7 +1195,12 @@ class Bench:
             self.fill_jobs(sessions, "f8")
             started = time.monotonic()
             self.start_worker()
-            measured = self.drain_rate(self.completed, sessions, timeout=sessions / (rpm / 60) * 4 + 60)
+            measured = self.drain_rate(
+                self.completed,
+                sessions,
+                timeout=sessions / (rpm / 60) * 4 + 60,
+                task="ingestion.process_session",
+            )
             wait_until(lambda: self.completed() >= sessions, sessions / (rpm / 60) * 4 + 60, "all jobs")
             elapsed = time.monotonic() - started
             stats = self.fake("stats")
@@ -1354,7 +1516,9 @@ class Bench:
             worker_cpu0 = cpu_seconds(worker_pids)
             wall0 = time.monotonic()
             succeeded = Delivery.objects.filter(status=DeliveryStatus.SUCCEEDED)
-            measured = self.drain_rate(succeeded.count, total, timeout=120)
+            measured = self.drain_rate(
+                succeeded.count, total, timeout=120, task="ingestion.event_deliver", jobs=False
+            )
             try:
                 wait_until(lambda: succeeded.count() >= total, 60, "every delivery", 0.05)
             except RuntimeError as exc:
@@ -1413,7 +1577,7 @@ class Bench:
         only = {int(x) for x in self.args.only.split(",") if x} or set(range(1, 12))
         figures: dict[str, Any] = {}
         if 1 in only:
-            figures["1_producer_http"] = with_load(self.figure_1)
+            figures["1_producer_http"] = self.timed("1", partial(with_load, self.figure_1))
         # Figures 2-5 measure one run each: they run ROUNDS times, interleaved (round 1 of
         # every figure, then round 2, ...), so a burst of load from elsewhere lands on one
         # round of each instead of on all rounds of one; the median run is reported with the
@@ -1421,31 +1585,39 @@ class Bench:
         repeated: dict[str, list[dict[str, Any]]] = {}
         for _ in range(self.args.rounds):
             if only & {2, 6}:
-                repeated.setdefault("2_pipeline_throughput_1s", []).append(with_load(self.figure_2))
+                repeated.setdefault("2_pipeline_throughput_1s", []).append(
+                    self.timed("2", partial(with_load, self.figure_2))
+                )
             if only & {5, 7}:
                 if not self.worker_running():
                     self.start_worker()
-                repeated.setdefault("5_coalescing", []).append(with_load(self.figure_5))
+                repeated.setdefault("5_coalescing", []).append(
+                    self.timed("5", partial(with_load, self.figure_5))
+                )
             if 4 in only:
                 if not self.worker_running():
                     self.start_worker()
-                repeated.setdefault("4_end_to_end_latency", []).append(with_load(self.figure_4))
+                repeated.setdefault("4_end_to_end_latency", []).append(
+                    self.timed("4", partial(with_load, self.figure_4))
+                )
             if 3 in only:
-                repeated.setdefault("3_per_job_overhead_0s", []).append(with_load(self.figure_3))
+                repeated.setdefault("3_per_job_overhead_0s", []).append(
+                    self.timed("3", partial(with_load, self.figure_3))
+                )
         for name, runs in repeated.items():
             figures[name] = aggregate(name, runs)
         if only & {2, 6}:
             figures["6_memory"] = self.figure_6(web_pid)
         if 1 in only:
-            figures["1_producer_http"]["hot_path_costs"] = self.hot_path_costs()
+            figures["1_producer_http"]["hot_path_costs"] = self.timed("1_hot_path", self.hot_path_costs)
         if 8 in only:
-            figures["8_rate_governor"] = self.figure_8()
+            figures["8_rate_governor"] = self.timed("8", self.figure_8)
         if 9 in only:
-            figures["9_batch_cost"] = self.figure_9()
+            figures["9_batch_cost"] = self.timed("9", self.figure_9)
         if 10 in only:
-            figures["10_live_under_bulk"] = self.figure_10()
+            figures["10_live_under_bulk"] = self.timed("10", self.figure_10)
         if 11 in only:
-            figures["11_webhook_delivery"] = with_load(self.figure_11)
+            figures["11_webhook_delivery"] = self.timed("11", partial(with_load, self.figure_11))
         if 7 in only:
             figures["7_prompt_and_cost"] = self.figure_7(figures["5_coalescing"]["claude_calls_per_session"])
         ordered = {k: figures[k] for k in sorted(figures)}
@@ -1469,6 +1641,9 @@ class Bench:
             "all_met": all(met.values()),
             "invalid": {k: v["invalid"] for k, v in ordered.items() if v.get("invalid")},
             "seconds": round(time.monotonic() - started, 1),
+            "time": {"seconds_by_figure": self.figure_seconds, "fixed_costs": self.fixed_costs,
+                     "note": "wall seconds per figure (one entry per round for 2-5); fixed_costs are "
+                             "inside them"},
         }  # fmt: skip
 
 

@@ -19,6 +19,10 @@ def noop(*args: object) -> None:
 # Figure 3's same-work floor (issue 18): the job's statements as raw SQL on the worker's own
 # psycopg connection, no ORM, no pipeline. The Claude call is left out (the fake at 0 s costs
 # the real job an HTTP round trip and its JSON), so the floor is a little above the real work.
+# The Prospect INSERT names every column, as the ORM's prospect_lock does: Django's defaults
+# are not database defaults, so a NOT NULL column added to the model and left out here fails
+# every floor task (the review desk's notes and review_status once did, and the floor drained
+# 0 jobs in every round); tests/bench/test_same_work.py runs the task against the schema.
 _CLAIM = """
     UPDATE ingestion_job SET status = 'processing', claim_token = gen_random_uuid(),
         lease_until = statement_timestamp() + interval '60 seconds', claims = claims + 1,
@@ -28,9 +32,12 @@ _CLAIM = """
 """
 _FENCE = "SELECT revision, now() FROM ingestion_job WHERE id = %s AND claim_token = %s FOR UPDATE"
 _UPSERT = """
-    INSERT INTO prospects_prospect (key, fingerprint, objeciones, stage, first_seen_at, last_seen_at,
-        session_count, created_at, updated_at, tenant_id, channels, page_context)
-    VALUES (%s, %s, '[]', 'new', %s, %s, 1, now(), now(), %s, '', '')
+    INSERT INTO prospects_prospect (key, fingerprint, nombre, email, telefono, ocupacion, nivel_interes,
+        momento_optimo, arquetipo, objeciones, stage, constructor_id, page_context, channels, is_returning,
+        consent_given, consent_at, review_status, owner_id, notes, contacted_at, first_seen_at,
+        last_seen_at, session_count, created_at, updated_at, tenant_id)
+    VALUES (%s, %s, NULL, NULL, NULL, NULL, NULL, NULL, NULL, '[]', 'iniciar', NULL, '', '', NULL, NULL, NULL,
+        'nuevo', NULL, '', NULL, %s, %s, 1, now(), now(), %s)
     ON CONFLICT (tenant_id, key) DO UPDATE SET key = EXCLUDED.key RETURNING id
 """
 _FOLD = "SELECT id, extracted, revised_at FROM ingestion_job WHERE prospect_id = %s ORDER BY revised_at"
