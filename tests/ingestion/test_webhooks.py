@@ -129,10 +129,6 @@ def test_an_event_nobody_wants_is_written_settled_and_publishes_no_task(
     answer, django_capture_on_commit_callbacks
 ):
     """Issue 18: an event no endpoint and no mail will serve costs no delivery task."""
-    from datetime import timedelta
-
-    from django.utils import timezone
-
     from tenants.models import Tenant
 
     _, url = answer
@@ -179,10 +175,6 @@ def patch_hooks(published: list[list[int]]) -> Iterator[None]:
 
 
 def test_the_sweeper_finds_events_never_prepared(answer):
-    from datetime import timedelta
-
-    from django.utils import timezone
-
     _, url = answer
     endpoint(url)
     event = one_event()
